@@ -1,0 +1,403 @@
+using System.Threading.Channels;
+using Herald.Core.Notifications;
+using Herald.Core.Ports;
+using Herald.Core.Registrations;
+using Herald.Core.Security;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Herald.Core.Pipeline;
+
+/// <summary>Options of the dispatcher.</summary>
+public sealed class DispatchOptions
+{
+    /// <summary>Notifications claimed in one statement.</summary>
+    public int BatchSize { get; set; } = 256;
+
+    /// <summary>Sends in flight at most (two batches: one sending while the next is claimed).</summary>
+    public int MaxInFlight { get; set; } = 512;
+
+    /// <summary>How long a claim is ours; after that a reaper gives it to someone else.</summary>
+    public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The longest the dispatcher sleeps without a signal: the safety net, not the trigger.</summary>
+    public TimeSpan IdlePoll { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often expired leases are returned to the queue.</summary>
+    public TimeSpan ReaperInterval { get; set; } = TimeSpan.FromSeconds(15);
+}
+
+/// <summary>Counters the dispatcher keeps for health and progress.</summary>
+public sealed class DispatchCounters
+{
+    private long _sent;
+    private long _retried;
+    private long _failed;
+    private long _dead;
+    private long _expired;
+    private long _deactivated;
+
+    public long Sent => Interlocked.Read(ref _sent);
+    public long Retried => Interlocked.Read(ref _retried);
+    public long Failed => Interlocked.Read(ref _failed);
+    public long Dead => Interlocked.Read(ref _dead);
+    public long Expired => Interlocked.Read(ref _expired);
+    public long Deactivated => Interlocked.Read(ref _deactivated);
+
+    internal void Count(DeliveryOutcome outcome)
+    {
+        switch (outcome.State)
+        {
+            case NotificationState.Sent: Interlocked.Increment(ref _sent); break;
+            case NotificationState.Retrying: Interlocked.Increment(ref _retried); break;
+            case NotificationState.Failed: Interlocked.Increment(ref _failed); break;
+            case NotificationState.Dead: Interlocked.Increment(ref _dead); break;
+            case NotificationState.Expired: Interlocked.Increment(ref _expired); break;
+        }
+
+        if (outcome.DeactivateRegistration)
+        {
+            Interlocked.Increment(ref _deactivated);
+        }
+    }
+}
+
+/// <summary>
+/// Notifications out: claims due notifications in batches (leases), sends them concurrently through
+/// the providers, and records the outcomes in batches. Sleeps on <see cref="QueueSignal"/> when idle.
+/// </summary>
+public sealed partial class Dispatcher : IDisposable
+{
+    private readonly INotificationQueue _queue;
+    private readonly Dictionary<Platform, IPushProvider> _providers;
+    private readonly QueueSignal _signal;
+    private readonly TimeProvider _time;
+    private readonly IOptionsMonitor<DispatchOptions> _options;
+    private readonly IOptionsMonitor<RetryOptions> _retry;
+    private readonly ILogger<Dispatcher> _logger;
+    private readonly Channel<DeliveryOutcome> _outcomes = Channel.CreateUnbounded<DeliveryOutcome>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly AsyncSignal _slotFreed = new();
+    private int _inFlight;
+
+    public Dispatcher(
+        INotificationQueue queue,
+        IEnumerable<IPushProvider> providers,
+        QueueSignal signal,
+        TimeProvider time,
+        IOptionsMonitor<DispatchOptions> options,
+        IOptionsMonitor<RetryOptions> retry,
+        ILogger<Dispatcher> logger,
+        NodeIdentity node)
+    {
+        ArgumentNullException.ThrowIfNull(providers);
+        ArgumentNullException.ThrowIfNull(node);
+        _queue = queue;
+        _providers = providers.ToDictionary(p => p.Platform);
+        _signal = signal;
+        _time = time;
+        _options = options;
+        _retry = retry;
+        _logger = logger;
+        Owner = node.LeaseOwner;
+    }
+
+    /// <summary>The lease owner name of this process.</summary>
+    public string Owner { get; }
+
+    public DispatchCounters Counters { get; } = new();
+
+    /// <summary>Raised after outcomes are recorded (for progress displays and tests).</summary>
+    public event Action<IReadOnlyList<DeliveryOutcome>>? Completed;
+
+    /// <summary>Runs the claim loop and the completion loop until cancelled.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var completion = Task.Run(() => CompleteLoopAsync(cancellationToken), CancellationToken.None);
+        try
+        {
+            await ClaimLoopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+        finally
+        {
+            _outcomes.Writer.TryComplete();
+            await completion.ConfigureAwait(false);
+        }
+    }
+
+    private async Task ClaimLoopAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var o = _options.CurrentValue;
+            var batchSize = Math.Max(1, o.BatchSize);
+            var maxInFlight = Math.Max(batchSize, o.MaxInFlight);
+
+            // Keep one batch in flight while the next is claimed; wait for room otherwise.
+            if (Volatile.Read(ref _inFlight) + batchSize > maxInFlight)
+            {
+                await _slotFreed.WaitAsync(TimeSpan.FromSeconds(1), _time, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            IReadOnlyList<ClaimedNotification> claimed;
+            try
+            {
+                claimed = await _queue.ClaimAsync(Owner, batchSize, _time.GetUtcNow(), o.Lease, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.ClaimFailed(_logger, ex);
+                await Task.Delay(TimeSpan.FromSeconds(1), _time, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            if (claimed.Count == 0)
+            {
+                await WaitForWorkAsync(o, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            Interlocked.Add(ref _inFlight, claimed.Count);
+            foreach (var notification in claimed)
+            {
+                _ = SendOneAsync(notification, cancellationToken);
+            }
+        }
+    }
+
+    private async Task WaitForWorkAsync(DispatchOptions o, CancellationToken cancellationToken)
+    {
+        var wait = o.IdlePoll;
+        try
+        {
+            if (await _queue.NextDueAsync(cancellationToken).ConfigureAwait(false) is { } due)
+            {
+                var untilDue = due - _time.GetUtcNow();
+                if (untilDue < wait)
+                {
+                    wait = untilDue < TimeSpan.Zero ? TimeSpan.Zero : untilDue;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.ClaimFailed(_logger, ex);
+        }
+
+        if (wait > TimeSpan.Zero)
+        {
+            await _signal.WaitAsync(wait, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task SendOneAsync(ClaimedNotification notification, CancellationToken cancellationToken)
+    {
+        DeliveryOutcome outcome;
+        try
+        {
+            outcome = await AttemptAsync(notification, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Never lose the claim: an unexpected fault is a transient one.
+            Log.SendCrashed(_logger, notification.Id, ex);
+            outcome = Decide(notification, new PushResult(PushOutcome.Retry, 0, "InternalError"), _time.GetUtcNow());
+        }
+
+        _outcomes.Writer.TryWrite(outcome);
+        var inFlight = Interlocked.Decrement(ref _inFlight);
+        if (inFlight <= Math.Max(1, _options.CurrentValue.BatchSize))
+        {
+            _slotFreed.Set();
+        }
+    }
+
+    private async Task<DeliveryOutcome> AttemptAsync(ClaimedNotification notification, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        if (notification.ExpiresAt is { } expires && expires <= now)
+        {
+            return Outcome(notification, NotificationState.Expired, now, reason: "Expired");
+        }
+
+        if (!_providers.TryGetValue(notification.Platform, out var provider))
+        {
+            return Outcome(notification, NotificationState.Failed, now, reason: "PlatformNotConfigured");
+        }
+
+        var result = await provider.SendAsync(notification, cancellationToken).ConfigureAwait(false);
+        return Decide(notification, result, _time.GetUtcNow());
+    }
+
+    /// <summary>Maps a provider result to the notification's next state under the retry policy.</summary>
+    internal DeliveryOutcome Decide(ClaimedNotification notification, PushResult result, DateTimeOffset now)
+    {
+        switch (result.Outcome)
+        {
+            case PushOutcome.Sent:
+                return Outcome(notification, NotificationState.Sent, now, result.StatusCode);
+            case PushOutcome.Failed:
+                Log.PermanentFailure(_logger, notification.Id, result.StatusCode, result.Reason);
+                return Outcome(notification, NotificationState.Failed, now, result.StatusCode, result.Reason);
+            case PushOutcome.TokenInvalid:
+                Log.TokenInvalid(_logger, notification.Id, new RedactedToken(notification.Token), result.StatusCode, result.Reason);
+                return Outcome(notification, NotificationState.Failed, now, result.StatusCode, result.Reason) with
+                {
+                    DeactivateRegistration = notification.RegistrationId is not null,
+                    TokenInvalidSince = result.TokenInvalidSince,
+                };
+            default:
+                var retry = _retry.CurrentValue;
+                if (notification.Attempt >= retry.MaxAttempts)
+                {
+                    return Outcome(notification, NotificationState.Dead, now, result.StatusCode, result.Reason);
+                }
+
+                var delay = RetryPolicy.NextDelay(retry, notification.Attempt, result.RetryAfter, Random.Shared.NextDouble());
+                var at = now + delay;
+                if (notification.ExpiresAt is { } expires && at >= expires)
+                {
+                    return Outcome(notification, NotificationState.Expired, now, result.StatusCode, result.Reason);
+                }
+
+                Log.WillRetry(_logger, notification.Id, notification.Attempt, result.StatusCode, result.Reason, delay);
+                return Outcome(notification, NotificationState.Retrying, now, result.StatusCode, result.Reason) with { RetryAt = at };
+        }
+    }
+
+    private static DeliveryOutcome Outcome(ClaimedNotification n, NotificationState state, DateTimeOffset now, int status = 0, string? reason = null)
+        => new()
+        {
+            NotificationId = n.Id,
+            RegistrationId = n.RegistrationId,
+            State = state,
+            StatusCode = status,
+            Reason = reason,
+            CompletedAt = now,
+        };
+
+    private async Task CompleteLoopAsync(CancellationToken cancellationToken)
+    {
+        var reader = _outcomes.Reader;
+        var batch = new List<DeliveryOutcome>(1024);
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            batch.Clear();
+            while (batch.Count < 2048 && reader.TryRead(out var outcome))
+            {
+                batch.Add(outcome);
+            }
+
+            // Outcomes are retried until stored; if we cannot store them, the leases expire and the
+            // notifications are sent again: a duplicate, never a loss.
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    await _queue.CompleteAsync(Owner, batch, CancellationToken.None).ConfigureAwait(false);
+                    break;
+                }
+                catch (Exception ex)
+                {
+                    Log.CompleteFailed(_logger, batch.Count, attempt, ex);
+                    if (cancellationToken.IsCancellationRequested || attempt >= 30)
+                    {
+                        batch.Clear();
+                        break;
+                    }
+
+                    await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(2000, 50 * attempt)), _time, CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+
+            var wakeForRetry = false;
+            foreach (var outcome in batch)
+            {
+                Counters.Count(outcome);
+                wakeForRetry |= outcome.State == NotificationState.Retrying;
+            }
+
+            if (batch.Count > 0)
+            {
+                Completed?.Invoke(batch.ToArray());
+            }
+
+            if (wakeForRetry)
+            {
+                _signal.Notify(); // the claim loop recomputes its sleep from the new earliest due time
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _slotFreed.Dispose();
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2001, Level = LogLevel.Error, Message = "Claiming notifications failed; retrying")]
+        public static partial void ClaimFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Recording {Count} outcomes failed (attempt {Attempt})")]
+        public static partial void CompleteFailed(ILogger logger, int count, int attempt, Exception exception);
+
+        [LoggerMessage(EventId = 2003, Level = LogLevel.Error, Message = "Sending notification {Id} failed unexpectedly; it will be retried")]
+        public static partial void SendCrashed(ILogger logger, long id, Exception exception);
+
+        [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "Notification {Id} failed permanently: {Status} {Reason}")]
+        public static partial void PermanentFailure(ILogger logger, long id, int status, string? reason);
+
+        [LoggerMessage(EventId = 2005, Level = LogLevel.Information, Message = "Notification {Id}: token {Token} is no longer valid ({Status} {Reason}); deactivating its registration")]
+        public static partial void TokenInvalid(ILogger logger, long id, RedactedToken token, int status, string? reason);
+
+        [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "Notification {Id} attempt {Attempt} got {Status} {Reason}; retrying in {Delay}")]
+        public static partial void WillRetry(ILogger logger, long id, int attempt, int status, string? reason, TimeSpan delay);
+    }
+}
+
+/// <summary>Who this process is: the node name and a per-process lease owner id.</summary>
+public sealed class NodeIdentity(string nodeName)
+{
+    public string NodeName { get; } = nodeName;
+
+    /// <summary>Unique per process start, so a restarted node never mistakes a dead process's leases for its own.</summary>
+    public string LeaseOwner { get; } = nodeName + "/" + Guid.NewGuid().ToString("N")[..12];
+}
+
+/// <summary>Returns expired leases to the queue periodically (the safety net for crashed senders).</summary>
+public sealed class LeaseReaper(INotificationQueue queue, QueueSignal signal, TimeProvider time, IOptionsMonitor<DispatchOptions> options)
+{
+    /// <summary>Runs one sweep; returns how many leases were released.</summary>
+    public async Task<int> SweepAsync(CancellationToken cancellationToken)
+    {
+        var released = await queue.ReleaseExpiredLeasesAsync(time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        if (released > 0)
+        {
+            signal.Notify();
+        }
+
+        return released;
+    }
+
+    /// <summary>Sweeps every <see cref="DispatchOptions.ReaperInterval"/> until cancelled.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await SweepAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Logged by the host's worker wrapper; the next sweep tries again.
+                _ = ex;
+            }
+
+            await Task.Delay(options.CurrentValue.ReaperInterval, time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+using Herald.Core.Events;
+
+namespace Herald.Core.Ports;
+
+/// <summary>How a source callback finds the registrations it is for.</summary>
+public enum RouteKind
+{
+    /// <summary>The callback URL's key (EWS push): <see cref="IngestRoute.Key"/> is its SHA-256 hash.</summary>
+    CallbackKey = 0,
+}
+
+/// <summary>The lookup key of a source callback.</summary>
+public readonly record struct IngestRoute(RouteKind Kind, byte[] Key);
+
+/// <summary>What Herald tells the source after an ingest.</summary>
+public enum IngestVerdict
+{
+    /// <summary>Not yet decided (the batch has not been applied).</summary>
+    Pending = 0,
+    /// <summary>Stored durably; keep sending.</summary>
+    Accepted = 1,
+    /// <summary>Unknown, deleted or inactive: stop sending (EWS <c>Unsubscribe</c>).</summary>
+    Unsubscribe = 2,
+}
+
+/// <summary>One source callback on its way into the store. The store sets the verdict.</summary>
+public sealed class IngestItem
+{
+    public required IngestRoute Route { get; init; }
+    public required IReadOnlyList<MailboxNotification> Notifications { get; init; }
+    public required DateTimeOffset ReceivedAt { get; init; }
+
+    /// <summary>Set by the store when the batch commits.</summary>
+    public IngestVerdict Verdict { get; set; }
+
+    /// <summary>Notifications queued (or replaced by coalescing) for this item, set by the store.</summary>
+    public int Enqueued { get; set; }
+}
+
+/// <summary>
+/// The durable side of ingest. Applies a batch of callbacks in order inside one transaction:
+/// finds each item's registrations, lets the planner decide, persists registration state and
+/// the resulting notifications, then commits. Only after this returns may a source be answered.
+/// </summary>
+public interface IIngestStore
+{
+    /// <summary>Applies the batch atomically; throws if it could not be made durable (then nothing was stored).</summary>
+    Task ApplyIngestBatchAsync(IReadOnlyList<IngestItem> batch, IIngestPlanner planner, CancellationToken cancellationToken);
+}
