@@ -77,10 +77,14 @@ public sealed partial class GroupCommitWriter<TItem> : IAsyncDisposable
         }
         finally
         {
-            _channel.Writer.TryComplete();
-            while (reader.TryRead(out var pending))
+            if (cancellationToken.IsCancellationRequested)
             {
-                pending.Completion.TrySetException(new OperationCanceledException("The writer stopped before this item was stored."));
+                // Shutting down: refuse new items and fail the waiting ones (their callers answer 5xx, so the source retries).
+                _channel.Writer.TryComplete();
+                while (reader.TryRead(out var pending))
+                {
+                    pending.Completion.TrySetException(new OperationCanceledException("The writer stopped before this item was stored."));
+                }
             }
         }
     }

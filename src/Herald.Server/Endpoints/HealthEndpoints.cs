@@ -1,0 +1,93 @@
+using Herald.Core.Notifications;
+using Herald.Core.Pipeline;
+using Herald.Core.Ports;
+using Herald.Server.Auth;
+using Herald.Server.Hosting;
+using Herald.Server.Json;
+using Microsoft.Extensions.Options;
+
+namespace Herald.Server.Endpoints;
+
+/// <summary>Liveness, readiness and queue introspection.</summary>
+internal static class HealthEndpoints
+{
+    public static void Map(IEndpointRouteBuilder app, RouteGroupBuilder v1)
+    {
+        app.MapGet("/healthz", () => TypedResults.Text("ok\n")).WithTags("Health");
+        app.MapGet("/readyz", ReadyAsync).WithTags("Health");
+        v1.MapGet("/admin/queue", QueueAsync).WithTags("Administration");
+    }
+
+    private static async Task<IResult> ReadyAsync(IStoreAdmin store, IOptions<HeraldOptions> options, NodeIdentity node, ProviderHealth providers, CancellationToken cancellationToken)
+    {
+        var checks = new List<ReadyCheck>();
+        bool storeOk;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            storeOk = await store.PingAsync(timeout.Token);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            storeOk = false;
+        }
+
+        checks.Add(new ReadyCheck("database", storeOk ? "pass" : "fail", storeOk ? null : "the store does not answer"));
+        checks.AddRange(providers.Checks());
+        var degraded = checks.Any(c => c.Status != "pass");
+        var body = new ReadyResponse(storeOk ? (degraded ? "degraded" : "ready") : "unavailable", options.Value.Region, node.NodeName, checks);
+        return TypedResults.Json(body, HeraldJsonContext.Default.ReadyResponse, statusCode: storeOk ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+    }
+
+    private static async Task<IResult> QueueAsync(HttpContext http, INotificationQueue queue, Dispatcher dispatcher, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (!CallerContext.Get(http).IsAdmin)
+        {
+            return Problems.Forbidden("The queue view needs the admin key.");
+        }
+
+        var now = time.GetUtcNow();
+        var snapshot = await queue.SnapshotAsync(now, cancellationToken);
+        var lanes = new Dictionary<string, Dictionary<string, long>>();
+        foreach (var lane in Enum.GetValues<Lane>())
+        {
+            var states = new Dictionary<string, long>();
+            foreach (var state in Enum.GetValues<NotificationState>())
+            {
+                states[state.ToString().ToLowerInvariant()] = snapshot.Counts.TryGetValue((lane, state), out var n) ? n : 0;
+            }
+
+            lanes[lane.ToString().ToLowerInvariant()] = states;
+        }
+
+        var c = dispatcher.Counters;
+        return TypedResults.Json(
+            new QueueResponse
+            {
+                Lanes = lanes,
+                OldestQueuedAgeSeconds = snapshot.OldestQueuedAt is { } oldest ? (now - oldest).TotalSeconds : null,
+                Dispatch = new DispatchStats(c.Sent, c.Retried, c.Failed, c.Dead, c.Expired, c.Deactivated),
+            },
+            HeraldJsonContext.Default.QueueResponse);
+    }
+}
+
+/// <summary>What the server knows about its providers' configuration, for readiness.</summary>
+public sealed class ProviderHealth(IEnumerable<IPushProvider> providers)
+{
+    internal IEnumerable<ReadyCheck> Checks()
+    {
+        var any = false;
+        foreach (var p in providers)
+        {
+            any = true;
+            yield return new ReadyCheck("provider:" + Wire.Name(p.Platform), "pass", null);
+        }
+
+        if (!any)
+        {
+            yield return new ReadyCheck("providers", "warn", "no push credential is configured (Herald:Apns:*)");
+        }
+    }
+}
