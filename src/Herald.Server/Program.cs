@@ -1,1 +1,3 @@
-return 0;
+using Herald.Server.Cli;
+
+return await HeraldCli.RunAsync(args);

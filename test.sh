@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs Herald's whole test suite: builds with warnings as errors, installs what the tests need from
+# Debian when it is missing, runs every test project, and ends with one line "N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '==> %s\n' "$*"; }
+
+# What the suites need from Debian (later suites add PostgreSQL, Dovecot, Chromium here).
+need_pkgs=()
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing ${need_pkgs[*]} from Debian"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "WARNING: missing ${need_pkgs[*]} and not root: tests that need them will fail loudly" >&2
+  fi
+fi
+
+log "building (warnings are errors)"
+dotnet build Herald.slnx -c Release -nologo -clp:NoSummary -v:quiet
+
+log "running tests"
+out=$(mktemp)
+set +e
+timeout 25m dotnet test --solution Herald.slnx -c Release --no-build 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line a CI reader understands, summed over the projects.
+total_failed=$(grep -E '^\s+failed: [0-9]+' "$out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+total_passed=$(grep -E '^\s+succeeded: [0-9]+' "$out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+total_skipped=$(grep -E '^\s+skipped: [0-9]+' "$out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+rm -f "$out"
+echo "${total_passed} passed, ${total_failed} failed, ${total_skipped} skipped"
+if [ "$status" -ne 0 ]; then
+  echo "test run failed (exit $status)" >&2
+  exit "$status"
+fi
+if [ "${total_passed}" = 0 ]; then
+  echo "no test ran" >&2
+  exit 1
+fi
