@@ -4,6 +4,7 @@ using Herald.Core.Ports;
 using Herald.Server.Auth;
 using Herald.Server.Hosting;
 using Herald.Server.Json;
+using Herald.Providers.Apns;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Server.Endpoints;
@@ -74,20 +75,12 @@ internal static class HealthEndpoints
 }
 
 /// <summary>What the server knows about its providers' configuration, for readiness.</summary>
-public sealed class ProviderHealth(IEnumerable<IPushProvider> providers)
+public sealed class ProviderHealth(IOptionsMonitor<ApnsOptions> apns)
 {
     internal IEnumerable<ReadyCheck> Checks()
     {
-        var any = false;
-        foreach (var p in providers)
-        {
-            any = true;
-            yield return new ReadyCheck("provider:" + Wire.Name(p.Platform), "pass", null);
-        }
-
-        if (!any)
-        {
-            yield return new ReadyCheck("providers", "warn", "no push credential is configured (Herald:Apns:*)");
-        }
+        yield return apns.CurrentValue.HasTokenCredential
+            ? new ReadyCheck("credential:apns", "pass", null)
+            : new ReadyCheck("credential:apns", "warn", "no APNs credential is configured (Herald:Apns:TeamId, KeyId, PrivateKeyFile): APNs sends wait in retry");
     }
 }

@@ -5,6 +5,7 @@ using Herald.Core.Security;
 using Herald.Server.Auth;
 using Herald.Server.Hosting;
 using Herald.Server.Json;
+using Herald.Providers.Apns;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Server.Endpoints;
@@ -27,7 +28,7 @@ internal static class RegistrationEndpoints
         HttpContext http,
         IRegistrationStore store,
         PublicUrls urls,
-        IOptions<ApnsDefaults> apnsDefaults,
+        IOptions<ApnsOptions> apnsDefaults,
         TimeProvider time,
         CancellationToken cancellationToken)
     {
@@ -299,11 +300,4 @@ internal static class JsonBody
             return new(null, Problems.BadRequest($"The body is not valid JSON for this request{where} (line {ex.LineNumber + 1}, byte {ex.BytePositionInLine})."));
         }
     }
-}
-
-/// <summary>Defaults of the APNs credential that registrations fall back to.</summary>
-public sealed class ApnsDefaults
-{
-    public string? Topic { get; set; }
-    public PushEnvironment Environment { get; set; } = PushEnvironment.Production;
 }

@@ -6,6 +6,9 @@ using Herald.Server.Auth;
 using Herald.Server.Endpoints;
 using Herald.Server.Json;
 using Herald.Server.Workers;
+using Herald.Storage;
+using Herald.Providers.Apns;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Server.Hosting;
@@ -67,8 +70,8 @@ public static partial class HeraldApp
         var time = services.GetRequiredService<TimeProvider>();
         var generated = await AdminKeyBootstrap.EnsureAsync(services.GetRequiredService<IAccessStore>(), options.AdminApiKey, time, cancellationToken);
 
-        var store = services.GetRequiredService<StoreHandle>();
-        if (store.SingleNode)
+        var store = services.GetRequiredService<IHeraldStore>();
+        if (store.IsSingleNode)
         {
             // An embedded file has one node: any lease in it belongs to a process that is gone.
             await services.GetRequiredService<INotificationQueue>().ReleaseExpiredLeasesAsync(DateTimeOffset.MaxValue, cancellationToken);
@@ -86,7 +89,6 @@ public static partial class HeraldApp
         services.AddOptions<DispatchOptions>().BindConfiguration("Herald:Dispatch");
         services.AddOptions<RetryOptions>().BindConfiguration("Herald:Retry");
         services.AddOptions<IngestOptions>().BindConfiguration("Herald:Ingest");
-        services.AddOptions<ApnsDefaults>().BindConfiguration("Herald:Apns");
 
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(sp =>
@@ -96,15 +98,15 @@ public static partial class HeraldApp
         });
 
         // Storage: one store object serves every port.
-        services.AddSingleton(sp => StoreHandle.Open(
+        services.AddSingleton(sp => HeraldStore.Open(
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value.Database,
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILoggerFactory>()));
-        services.AddSingleton(sp => sp.GetRequiredService<StoreHandle>().Ingest);
-        services.AddSingleton(sp => sp.GetRequiredService<StoreHandle>().Queue);
-        services.AddSingleton(sp => sp.GetRequiredService<StoreHandle>().Registrations);
-        services.AddSingleton(sp => sp.GetRequiredService<StoreHandle>().Access);
-        services.AddSingleton(sp => sp.GetRequiredService<StoreHandle>().Admin);
+        services.AddSingleton<IIngestStore>(sp => sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<INotificationQueue>(sp => sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<IRegistrationStore>(sp => sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<IAccessStore>(sp => sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<IStoreAdmin>(sp => sp.GetRequiredService<IHeraldStore>());
 
         // The pipeline.
         services.AddSingleton<QueueSignal>();
@@ -114,7 +116,8 @@ public static partial class HeraldApp
         services.AddSingleton<LeaseReaper>();
         services.AddHostedService<PipelineWorker>();
 
-        ProviderRegistration.AddProviders(builder);
+        // Providers: APNs is always registered; without a credential its sends are retried and /readyz says why.
+        services.AddApnsProvider().BindConfiguration(ApnsOptions.SectionName).ValidateOnStart();
 
         // The API.
         services.AddSingleton<ApiKeyAuthenticator>();
