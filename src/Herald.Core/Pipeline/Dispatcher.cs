@@ -123,6 +123,13 @@ public sealed partial class Dispatcher : IDisposable
         }
         finally
         {
+            // Let in-flight sends finish (they are cancelled with the host) so their outcomes are recorded;
+            // anything still leased after that is returned to the queue by the next start or the reaper.
+            for (var i = 0; i < 100 && Volatile.Read(ref _inFlight) > 0; i++)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), _time, CancellationToken.None).ConfigureAwait(false);
+            }
+
             _outcomes.Writer.TryComplete();
             await completion.ConfigureAwait(false);
         }
@@ -200,6 +207,11 @@ public sealed partial class Dispatcher : IDisposable
         try
         {
             outcome = await AttemptAsync(notification, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Shutting down mid-send: APNs may or may not have it; send again after restart (a duplicate, never a loss).
+            outcome = Outcome(notification, NotificationState.Retrying, _time.GetUtcNow(), reason: "Shutdown") with { RetryAt = _time.GetUtcNow() };
         }
         catch (Exception ex)
         {

@@ -124,7 +124,12 @@ public static partial class HeraldApp
         services.AddSingleton<PublicUrls>();
         services.AddSingleton<ProviderHealth>();
         services.AddProblemDetails();
-        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, HeraldJsonContext.Default));
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.TypeInfoResolverChain.Insert(0, HeraldJsonContext.Default);
+            o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
+            o.SerializerOptions.MaxDepth = 32;
+        });
         services.AddOpenApi();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
