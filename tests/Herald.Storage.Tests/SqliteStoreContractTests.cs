@@ -56,6 +56,26 @@ public sealed class SqliteStoreContractTests : StoreContractTests
     }
 
     [Fact]
+    public async Task Tokens_AreForgottenByDeletedRegistrationsAndFinishedNotifications()
+    {
+        var registration = await CreateRegistrationAsync("reg-1", "cb_one");
+        await CreateRegistrationAsync("reg-2", "cb_two");
+        await IngestAsync(NewMailItem("cb_one"));
+        await IngestAsync(NewMailItem("cb_two"));
+        var claimed = await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct);
+        await Store.CompleteAsync(Owner, [Sent(claimed.Single(c => c.RegistrationId == "reg-2"))], Ct);
+        await IngestAsync(NewMailItem("cb_one")); // pending while reg-1's first row is being sent
+
+        Assert.True(await Store.DeleteAsync(Tenant, "reg-1", Time.GetUtcNow(), Ct));
+        await Store.CompleteAsync(Owner, [Sent(claimed.Single(c => c.RegistrationId == "reg-1"))], Ct);
+
+        Assert.Equal(string.Empty, QueryScalar("SELECT token FROM registrations WHERE id = 'reg-1'"));
+        Assert.Equal(0L, QueryScalar("SELECT COUNT(*) FROM notifications WHERE token <> ''"));
+        Assert.Equal(3L, QueryScalar("SELECT COUNT(*) FROM notifications"));
+        Assert.NotEqual(string.Empty, registration.Token);
+    }
+
+    [Fact]
     public async Task Migrate_DatabaseFromANewerHerald_IsRefused()
     {
         await Store.DisposeAsync();
@@ -102,6 +122,15 @@ public sealed class SqliteStoreContractTests : StoreContractTests
         await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.EnqueueAsync([Badge(1)], Ct));
         await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.NextDueAsync(Ct));
         Store = new SqliteStore(_path, Time, NullLogger.Instance);
+    }
+
+    private object? QueryScalar(string sql)
+    {
+        using var connection = new SqliteConnection($"Data Source={_path};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteScalar();
     }
 
     private byte[] ReadAllDatabaseBytes()

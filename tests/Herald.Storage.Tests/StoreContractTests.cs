@@ -185,6 +185,24 @@ public abstract class StoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ingest_NewerSubscription_IsBoundAndTheReplacedOneAnswersUnsubscribe()
+    {
+        await CreateRegistrationAsync("reg-1", "cb_one");
+        await IngestAsync(NewMailItem("cb_one", subscriptionId: "sub-old"));
+        await IngestAsync(NewMailItem("cb_one", subscriptionId: "sub-new"));
+
+        var stale = NewMailItem("cb_one", subscriptionId: "sub-old");
+        await Store.ApplyIngestBatchAsync([stale], Planner, Ct);
+
+        Assert.Equal(IngestVerdict.Unsubscribe, stale.Verdict);
+        Assert.Equal(0, stale.Enqueued);
+        var stored = await Store.GetAsync(Tenant, "reg-1", Ct);
+        Assert.Equal("sub-new", stored!.SubscriptionId);
+        Assert.Equal("sub-old", stored.PreviousSubscriptionId);
+        Assert.Equal(2, stored.UnreadCount);
+    }
+
+    [Fact]
     public async Task Ingest_PlannerThrowsMidBatch_StoresNothing()
     {
         await CreateRegistrationAsync("reg-1", "cb_one");
@@ -248,29 +266,64 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal(1, sending.Content.Badge);
         Assert.Equal(NotificationState.Sending, (await Store.GetNotificationAsync(first, Ct))!.State);
         Assert.Equal(NotificationState.Queued, (await Store.GetNotificationAsync(second, Ct))!.State);
+    }
+
+    [Fact]
+    public async Task Claim_RowWhoseKeyIsBeingSent_WaitsForThatSend()
+    {
+        await Store.EnqueueAsync([Badge(1, "k1")], Ct);
+        var sending = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var second = (await Store.EnqueueAsync([Badge(2, "k1"), Badge(7, "k2")], Ct))[0];
+
+        // One push per key in flight: the device never sees badge 1 arrive after badge 2.
+        var other = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Equal(7, other.Content.Badge);
+
+        await Store.CompleteAsync(Owner, [Sent(sending)], Ct);
         var next = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(second, next.Id);
         Assert.Equal(2, next.Content.Badge);
     }
 
     [Fact]
-    public async Task Enqueue_SameKeyWhileRetrying_ReplacesAndRequeuesWithAttemptsReset()
+    public async Task Enqueue_SameKeyWhileRetrying_ReplacesTheContentAndKeepsTheTokensBackoff()
     {
         var id = (await Store.EnqueueAsync([Badge(1, "k1")], Ct))[0];
         var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
-        await Store.CompleteAsync(Owner, [Retry(claimed, Time.GetUtcNow() + TimeSpan.FromHours(1))], Ct);
+        var retryAt = Time.GetUtcNow() + TimeSpan.FromSeconds(30);
+        await Store.CompleteAsync(Owner, [Retry(claimed, retryAt, status: 429)], Ct);
 
         var replaced = (await Store.EnqueueAsync([Badge(5, "k1")], Ct))[0];
 
         Assert.Equal(id, replaced);
         var record = await Store.GetNotificationAsync(id, Ct);
         Assert.NotNull(record);
-        Assert.Equal(NotificationState.Queued, record.State);
+        Assert.Equal(NotificationState.Retrying, record.State);
         Assert.Equal(0, record.Attempts);
-        Assert.Equal(Time.GetUtcNow(), record.DueAt);
+        Assert.Equal(retryAt, record.DueAt); // new mail does not jump the provider's Retry-After
+        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+
+        Time.Advance(TimeSpan.FromSeconds(30));
         var again = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(5, again.Content.Badge);
         Assert.Equal(1, again.Attempt);
+    }
+
+    [Fact]
+    public async Task Enqueue_SameKeyWhileRetryingForANewToken_IsDueNow()
+    {
+        var id = (await Store.EnqueueAsync([Badge(1, "k1")], Ct))[0];
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        await Store.CompleteAsync(Owner, [Retry(claimed, Time.GetUtcNow() + TimeSpan.FromHours(1))], Ct);
+
+        Assert.Equal(id, (await Store.EnqueueAsync([Badge(5, "k1", token: "rotated-token")], Ct))[0]);
+
+        var record = await Store.GetNotificationAsync(id, Ct);
+        Assert.Equal(NotificationState.Queued, record!.State);
+        Assert.Equal(Time.GetUtcNow(), record.DueAt);
+        var again = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Equal("rotated-token", again.Token);
+        Assert.Equal(5, again.Content.Badge);
     }
 
     [Fact]
@@ -281,11 +334,17 @@ public abstract class StoreContractTests : IAsyncLifetime
         var alert = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
         await IngestAsync(FolderUnreadItem("cb_one", unread: 6)); // a badge-only row while the alert is out
 
-        Assert.Equal(1, await Store.CompleteAsync(Owner, [Retry(alert, Time.GetUtcNow() + TimeSpan.FromSeconds(30))], Ct));
+        var retryAt = Time.GetUtcNow() + TimeSpan.FromSeconds(30);
+        Assert.Equal(1, await Store.CompleteAsync(Owner, [Retry(alert, retryAt, status: 429)], Ct));
 
         var folded = await Store.GetNotificationAsync(alert.Id, Ct);
         Assert.Equal(NotificationState.Failed, folded!.State);
         Assert.Equal("Coalesced", folded.LastReason);
+        Assert.Equal(1, Count(await Store.SnapshotAsync(Time.GetUtcNow(), Ct), Lane.Priority, NotificationState.Retrying));
+        Assert.Equal(retryAt, await Store.NextDueAsync(Ct)); // the same token waits out the Retry-After
+        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+
+        Time.Advance(TimeSpan.FromSeconds(30));
         var pending = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(PushKind.Alert, pending.Content.Kind); // the alert is not lost to the later badge
         Assert.Equal(6, pending.Content.Badge);

@@ -11,34 +11,44 @@ public sealed partial class SqliteStore
     private const string SelectPendingByKeySql =
         "SELECT id, content, event_at FROM notifications WHERE coalesce_key = @key AND state IN (0, 2)";
 
-    // Parameters 0-13 are shared by the insert and the replacement (see BindNotification).
+    // Parameters 0-13 are shared by the insert and the replacement (see BindNotification). A conflict on
+    // the pending-coalescing index inserts nothing and returns no id: the caller then replaces that row.
     private const string InsertNotificationSql = """
         INSERT INTO notifications (message_id, tenant_id, registration_id, request_id, lane, platform, token, topic,
             environment, content, collapse_id, expires_at, event_at, due_at, coalesce_key, created_at, state, attempts, last_status)
         VALUES (@message_id, @tenant_id, @registration_id, @request_id, @lane, @platform, @token, @topic,
             @environment, @content, @collapse_id, @expires_at, @event_at, @due_at, @coalesce_key, @created_at, 0, 0, 0)
+        ON CONFLICT (coalesce_key) WHERE coalesce_key IS NOT NULL AND state IN (0, 2) DO NOTHING
         RETURNING id
         """;
 
+    // The replacement is due now, except that a retry backoff of the same token is kept (a 429 with
+    // Retry-After is the provider asking this device's pushes to wait; new mail must not jump it). The
+    // CASE expressions read the row as it was before this update.
     private const string ReplacePendingSql = """
         UPDATE notifications
         SET message_id = @message_id, tenant_id = @tenant_id, registration_id = @registration_id, request_id = @request_id,
             lane = @lane, platform = @platform, token = @token, topic = @topic, environment = @environment, content = @content,
-            collapse_id = @collapse_id, expires_at = @expires_at, event_at = @event_at, due_at = @due_at,
-            state = 0, attempts = 0, lease_owner = NULL, lease_until = NULL, last_status = 0, last_reason = NULL
+            collapse_id = @collapse_id, expires_at = @expires_at, event_at = @event_at,
+            due_at = CASE WHEN state = 2 AND token = @token AND due_at > @due_at THEN due_at ELSE @due_at END,
+            state = CASE WHEN state = 2 AND token = @token AND due_at > @due_at THEN 2 ELSE 0 END,
+            attempts = 0, lease_owner = NULL, lease_until = NULL, last_status = 0, last_reason = NULL
         WHERE id = @id
         """;
 
     // One statement: pick the due rows (priority lane first, then by due time) and lease them.
     // `lane IN (0, 1)` lets SQLite walk ix_notifications_due lane by lane in order instead of scanning it;
-    // it lists every Lane (a test fails when Core adds one).
+    // it lists every Lane (a test fails when Core adds one). A row waits while another row with its
+    // coalescing key is being sent (one in flight per key: no reordered badges, no racing a retry).
     private const string ClaimSql = """
         UPDATE notifications
         SET state = 1, lease_owner = @owner, lease_until = @lease_until, attempts = attempts + 1
         WHERE id IN (
-            SELECT id FROM notifications
-            WHERE lane IN (0, 1) AND state IN (0, 2) AND due_at <= @now
-            ORDER BY lane, due_at, id
+            SELECT n.id FROM notifications AS n
+            WHERE n.lane IN (0, 1) AND n.state IN (0, 2) AND n.due_at <= @now
+                AND (n.coalesce_key IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM notifications AS f WHERE f.coalesce_key = n.coalesce_key AND f.state = 1))
+            ORDER BY n.lane, n.due_at, n.id
             LIMIT @max)
         RETURNING id, message_id, tenant_id, registration_id, lane, platform, token, topic, environment,
             content, collapse_id, expires_at, event_at, attempts
@@ -48,15 +58,27 @@ public sealed partial class SqliteStore
     private const string CompleteSql = """
         UPDATE notifications
         SET state = @state, lease_owner = NULL, lease_until = NULL, last_status = @status, last_reason = @reason,
-            due_at = COALESCE(@due_at, due_at), sent_at = COALESCE(@sent_at, sent_at), completed_at = @completed_at
+            due_at = COALESCE(@due_at, due_at), sent_at = COALESCE(@sent_at, sent_at), completed_at = @completed_at,
+            token = CASE WHEN @completed_at IS NULL THEN token ELSE '' END
         WHERE id = @id AND lease_owner = @owner AND state = 1
-        RETURNING registration_id, token
+        RETURNING registration_id
         """;
 
     private const string SelectLeasedSql =
-        "SELECT coalesce_key, content, event_at FROM notifications WHERE id = @id AND lease_owner = @owner AND state = 1";
+        "SELECT coalesce_key, content, event_at, token FROM notifications WHERE id = @id AND lease_owner = @owner AND state = 1";
 
-    private const string FoldIntoPendingSql = "UPDATE notifications SET content = @content, event_at = @event_at WHERE id = @id";
+    private const string SelectLeasedTokenSql =
+        "SELECT token FROM notifications WHERE id = @id AND lease_owner = @owner AND state = 1";
+
+    // A retry folded into the pending row passes its retry time: for the same token the pending row then
+    // waits for it too (the provider's Retry-After is about the device, not about one row).
+    private const string FoldIntoPendingSql = """
+        UPDATE notifications
+        SET content = @content, event_at = @event_at,
+            due_at = CASE WHEN token = @token AND due_at < @retry_at THEN @retry_at ELSE due_at END,
+            state = CASE WHEN token = @token AND due_at < @retry_at THEN 2 ELSE state END
+        WHERE id = @id
+        """;
 
     private const string RecordPushSql = "UPDATE registrations SET last_push_at = @at, last_push_result = @result WHERE id = @id";
 
@@ -68,7 +90,7 @@ public sealed partial class SqliteStore
         """;
 
     private const string FailPendingOfRegistrationSql = """
-        UPDATE notifications SET state = 4, last_reason = @reason, completed_at = @at
+        UPDATE notifications SET state = 4, last_reason = @reason, completed_at = @at, token = ''
         WHERE registration_id = @registration_id AND state IN (0, 2)
         """;
 
@@ -79,7 +101,7 @@ public sealed partial class SqliteStore
         "UPDATE notifications SET state = 2, due_at = @due_at, lease_owner = NULL, lease_until = NULL WHERE id = @id AND state = 1";
 
     private const string SupersedeSql = """
-        UPDATE notifications SET state = 4, last_reason = @reason, completed_at = @at, lease_owner = NULL, lease_until = NULL
+        UPDATE notifications SET state = 4, last_reason = @reason, completed_at = @at, lease_owner = NULL, lease_until = NULL, token = ''
         WHERE id = @id AND state = 1
         """;
 
@@ -262,47 +284,49 @@ public sealed partial class SqliteStore
 
     /// <summary>
     /// Queues one notification, coalescing: a pending (queued or retrying) row with the same key is
-    /// replaced in place: merged content, the new target, attempts reset, due now, the older event time
-    /// (latency counts from the first waiting event). A row being sent is never touched. Returns the row id.
+    /// replaced in place: merged content, the new target, attempts reset, due now (or, for the same token,
+    /// when its retry backoff ends), the older event time (latency counts from the first waiting event).
+    /// A row being sent is never touched. Returns the row id.
     /// </summary>
     private static long Enqueue(SqliteSession s, NewNotification notification, DateTimeOffset now)
     {
+        // Insert first: the unique index finds a pending row with the key as part of the insert, so the
+        // common case (nothing waiting for the key) is one statement.
         var nowMs = Db.Ms(now);
-        if (notification.CoalesceKey is { } key)
-        {
-            long pendingId = 0;
-            string? pendingContent = null;
-            DateTimeOffset? pendingEventAt = null;
-            using (var reader = s.Statement(SelectPendingByKeySql, "@key").Set(0, key).Query())
-            {
-                if (reader.Read())
-                {
-                    pendingId = reader.GetInt64(0);
-                    pendingContent = reader.GetString(1);
-                    pendingEventAt = reader.TimeOrNull(2);
-                }
-            }
-
-            if (pendingContent is not null)
-            {
-                var merged = Coalescing.Merge(StorageJson.DeserializeContent(pendingContent), notification.Content);
-                var replace = s.Statement(
-                    ReplacePendingSql,
-                    "@message_id", "@tenant_id", "@registration_id", "@request_id", "@lane", "@platform", "@token", "@topic",
-                    "@environment", "@content", "@collapse_id", "@expires_at", "@event_at", "@due_at", "@id");
-                BindNotification(replace, notification, StorageJson.Serialize(merged), Earlier(pendingEventAt, notification.EventAt), nowMs);
-                replace.Set(14, pendingId).Execute();
-                return pendingId;
-            }
-        }
-
         var insert = s.Statement(
             InsertNotificationSql,
             "@message_id", "@tenant_id", "@registration_id", "@request_id", "@lane", "@platform", "@token", "@topic",
             "@environment", "@content", "@collapse_id", "@expires_at", "@event_at", "@due_at", "@coalesce_key", "@created_at");
         BindNotification(insert, notification, StorageJson.Serialize(notification.Content), notification.EventAt, nowMs);
-        insert.Set(14, notification.CoalesceKey).Set(15, nowMs);
-        return insert.Scalar() is long id ? id : throw new InvalidOperationException("The notification insert returned no id.");
+        if (insert.Set(14, notification.CoalesceKey).Set(15, nowMs).Scalar() is long id)
+        {
+            return id;
+        }
+
+        var key = notification.CoalesceKey ?? throw new InvalidOperationException("A notification without a coalescing key was not inserted.");
+        long pendingId;
+        string pendingContent;
+        DateTimeOffset? pendingEventAt;
+        using (var reader = s.Statement(SelectPendingByKeySql, "@key").Set(0, key).Query())
+        {
+            if (!reader.Read())
+            {
+                throw new InvalidOperationException($"Coalescing key '{key}' conflicted, but no pending row has it.");
+            }
+
+            pendingId = reader.GetInt64(0);
+            pendingContent = reader.GetString(1);
+            pendingEventAt = reader.TimeOrNull(2);
+        }
+
+        var merged = Coalescing.Merge(StorageJson.DeserializeContent(pendingContent), notification.Content);
+        var replace = s.Statement(
+            ReplacePendingSql,
+            "@message_id", "@tenant_id", "@registration_id", "@request_id", "@lane", "@platform", "@token", "@topic",
+            "@environment", "@content", "@collapse_id", "@expires_at", "@event_at", "@due_at", "@id");
+        BindNotification(replace, notification, StorageJson.Serialize(merged), Earlier(pendingEventAt, notification.EventAt), nowMs);
+        replace.Set(14, pendingId).Execute();
+        return pendingId;
     }
 
     private static void BindNotification(SqliteStatement statement, NewNotification n, string contentJson, DateTimeOffset? eventAt, long dueMs)
@@ -372,17 +396,20 @@ public sealed partial class SqliteStore
         {
             var state = outcome.State;
             var reason = outcome.Reason;
-            if (state == NotificationState.Retrying && FoldLeasedIntoPending(s, outcome.NotificationId, owner))
+            if (state == NotificationState.Retrying && FoldLeasedIntoPending(s, outcome.NotificationId, owner, outcome.RetryAt ?? outcome.CompletedAt))
             {
                 // A newer notification with the same key is already waiting and now carries this one's content.
                 state = NotificationState.Failed;
                 reason = CoalescedReason;
             }
 
+            // The token that failed, read before the row forgets it (rare: dead tokens only).
+            var failedToken = outcome.DeactivateRegistration
+                ? s.Statement(SelectLeasedTokenSql, "@id", "@owner").Set(0, outcome.NotificationId).Set(1, owner).Scalar() as string
+                : null;
             var at = outcome.CompletedAt;
             var terminal = state is not NotificationState.Retrying;
             string? registrationId;
-            string? token;
             using (var reader = s.Statement(CompleteSql, "@state", "@status", "@reason", "@due_at", "@sent_at", "@completed_at", "@id", "@owner")
                        .Set(0, (long)state)
                        .Set(1, outcome.StatusCode)
@@ -400,7 +427,6 @@ public sealed partial class SqliteStore
                 }
 
                 registrationId = reader.StringOrNull(0);
-                token = reader.GetString(1);
             }
 
             applied++;
@@ -415,14 +441,14 @@ public sealed partial class SqliteStore
                 .Set(2, registrationId)
                 .Execute();
 
-            if (outcome.DeactivateRegistration)
+            if (failedToken is not null)
             {
                 var inactiveReason = string.IsNullOrEmpty(outcome.Reason) ? "TokenInvalid" : outcome.Reason;
                 var deactivated = s.Statement(DeactivateSql, "@reason", "@at", "@id", "@token")
                     .Set(0, inactiveReason)
                     .Set(1, at)
                     .Set(2, registrationId)
-                    .Set(3, token)
+                    .Set(3, failedToken)
                     .Execute();
                 if (deactivated > 0)
                 {
@@ -440,11 +466,12 @@ public sealed partial class SqliteStore
     /// pending, the pending row absorbs it (so a pending alert is never lost to a later badge) and the
     /// leased row ends. Returns whether it was folded.
     /// </summary>
-    private static bool FoldLeasedIntoPending(SqliteSession s, long id, string owner)
+    private static bool FoldLeasedIntoPending(SqliteSession s, long id, string owner, DateTimeOffset retryAt)
     {
         string? key;
         string content;
         DateTimeOffset? eventAt;
+        string token;
         using (var reader = s.Statement(SelectLeasedSql, "@id", "@owner").Set(0, id).Set(1, owner).Query())
         {
             if (!reader.Read() || reader.IsDBNull(0))
@@ -455,12 +482,13 @@ public sealed partial class SqliteStore
             key = reader.GetString(0);
             content = reader.GetString(1);
             eventAt = reader.TimeOrNull(2);
+            token = reader.GetString(3);
         }
 
-        return FoldIntoPending(s, key, content, eventAt);
+        return FoldIntoPending(s, key, content, eventAt, token, retryAt);
     }
 
-    private static bool FoldIntoPending(SqliteSession s, string key, string olderContent, DateTimeOffset? olderEventAt)
+    private static bool FoldIntoPending(SqliteSession s, string key, string olderContent, DateTimeOffset? olderEventAt, string? token, DateTimeOffset? retryAt)
     {
         long pendingId;
         string pendingContent;
@@ -479,10 +507,12 @@ public sealed partial class SqliteStore
 
         // The pending row is the newer: everything queued for the key since this row was claimed went into it.
         var merged = Coalescing.Merge(StorageJson.DeserializeContent(olderContent), StorageJson.DeserializeContent(pendingContent));
-        s.Statement(FoldIntoPendingSql, "@content", "@event_at", "@id")
+        s.Statement(FoldIntoPendingSql, "@content", "@event_at", "@token", "@retry_at", "@id")
             .Set(0, StorageJson.Serialize(merged))
             .Set(1, Earlier(olderEventAt, pendingEventAt))
-            .Set(2, pendingId)
+            .Set(2, token)
+            .Set(3, retryAt)
+            .Set(4, pendingId)
             .Execute();
         return true;
     }
@@ -516,7 +546,7 @@ public sealed partial class SqliteStore
         var coalesced = 0;
         foreach (var (id, key, content, eventAt) in expired)
         {
-            if (key is not null && FoldIntoPending(s, key, content, eventAt))
+            if (key is not null && FoldIntoPending(s, key, content, eventAt, token: null, retryAt: null))
             {
                 s.Statement(SupersedeSql, "@reason", "@at", "@id").Set(0, CoalescedReason).Set(1, clock).Set(2, id).Execute();
                 coalesced++;

@@ -44,9 +44,6 @@ public sealed partial class SqliteStore
         WHERE id = @id AND tenant_id = @tenant_id AND status <> 2
         """;
 
-    // Privacy: a deleted registration's token also leaves its notification rows (except one being sent right now).
-    private const string ForgetTokenSql = "UPDATE notifications SET token = '' WHERE registration_id = @registration_id AND state <> 1";
-
     private const int SqliteConstraint = 19;
     private const int SqliteConstraintForeignKey = 787;
 
@@ -136,9 +133,9 @@ public sealed partial class SqliteStore
                     return false;
                 }
 
-                // The callback key hash stays, so the next callback for it answers Unsubscribe.
+                // The callback key hash stays, so the next callback for it answers Unsubscribe. Failing the
+                // pending rows also drops the token from them; a row being sent forgets it when completed.
                 FailPendingOfRegistration(s, id, "RegistrationDeleted", now);
-                s.Statement(ForgetTokenSql, "@registration_id").Set(0, id).Execute();
                 return true;
             },
             cancellationToken);
@@ -186,11 +183,7 @@ public sealed partial class SqliteStore
             FailPendingOfRegistration(s, registration.Id, deleted ? "RegistrationDeleted" : "RegistrationInactive", now);
         }
 
-        if (deleted)
-        {
-            s.Statement(ForgetTokenSql, "@registration_id").Set(0, registration.Id).Execute();
-        }
-        else if (newToken != token || registration.Topic != topic || registration.Environment != environment)
+        if (!deleted && (newToken != token || registration.Topic != topic || registration.Environment != environment))
         {
             // Queued work follows the device to its new token (a rotation must not send to the old one).
             s.Statement(RetargetPendingSql, "@token", "@topic", "@environment", "@registration_id")
