@@ -225,7 +225,15 @@ internal static class DemoCommand
 
         // Wait for every healthy device's latest badge (bounded).
         var healthy = devices.Where(d => !d.DeadToken && d.Sent > 0).ToArray();
-        var complete = await WaitUntilAsync(() => Task.FromResult(healthy.All(d => LastBadge(apns, d.Token) == d.Subscription.UnreadCount)), TimeSpan.FromSeconds(60), cancellationToken, () => Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount, dispatcher.Counters));
+        var complete = await WaitUntilAsync(
+            () =>
+            {
+                var last = LastBadges(apns);
+                return Task.FromResult(healthy.All(d => last.TryGetValue(d.Token, out var badge) && badge == d.Subscription.UnreadCount));
+            },
+            TimeSpan.FromSeconds(60),
+            cancellationToken,
+            () => Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount, dispatcher.Counters));
         Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount, dispatcher.Counters);
 
         var report = Summarize(devices, apns, posted, acked, unsubscribed, postFailures, trafficSeconds, dispatcher.Counters);
@@ -295,18 +303,19 @@ internal static class DemoCommand
         return await condition();
     }
 
-    private static int? LastBadge(FakeApnsServer apns, string token)
+    /// <summary>Each token's latest accepted badge, in one pass over what the fake APNs received.</summary>
+    private static Dictionary<string, int> LastBadges(FakeApnsServer apns)
     {
-        int? badge = null;
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var r in apns.Requests)
         {
-            if (r.Token == token && r.Accepted && BadgeOf(r.Payload) is { } b)
+            if (r.Accepted && BadgeOf(r.Payload) is { } badge)
             {
-                badge = b;
+                last[r.Token] = badge;
             }
         }
 
-        return badge;
+        return last;
     }
 
     private static int? BadgeOf(string? payload)
