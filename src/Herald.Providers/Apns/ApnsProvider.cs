@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Herald.Core.Notifications;
@@ -84,7 +85,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         _requestTimeout = o.RequestTimeout;
         _defaultTopic = string.IsNullOrWhiteSpace(o.Topic) ? null : o.Topic;
 
-        using var trusted = string.IsNullOrWhiteSpace(o.TrustedCertificateFile) ? null : X509Certificate2.CreateFromPemFile(o.TrustedCertificateFile);
+        using var trusted = string.IsNullOrWhiteSpace(o.TrustedCertificateFile) ? null : LoadCertificate(o.TrustedCertificateFile);
         _production = new ApnsEndpoint("production", o.ProductionUrl, o, trusted);
         _sandbox = new ApnsEndpoint("sandbox", o.SandboxUrl, o, trusted);
         _owned = owned;
@@ -366,6 +367,23 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         }
 
         return null;
+    }
+
+    private static X509Certificate2 LoadCertificate(string pemFile)
+    {
+        // A certificate only (no private key): the first CERTIFICATE block of the PEM file.
+        var pem = File.ReadAllText(pemFile).AsSpan();
+        while (PemEncoding.TryFind(pem, out var fields))
+        {
+            if (pem[fields.Label].SequenceEqual("CERTIFICATE"))
+            {
+                return X509CertificateLoader.LoadCertificate(Convert.FromBase64String(pem[fields.Base64Data].ToString()));
+            }
+
+            pem = pem[fields.Location.End..];
+        }
+
+        throw new InvalidOperationException($"{ApnsOptions.SectionName}:{nameof(ApnsOptions.TrustedCertificateFile)} '{pemFile}' holds no PEM certificate.");
     }
 
     private static bool IsHexToken(string token)

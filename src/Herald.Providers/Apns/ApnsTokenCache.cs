@@ -41,6 +41,7 @@ public sealed partial class ApnsTokenCache : IApnsTokenCache
     private readonly TimeProvider _time;
     private readonly TimeSpan _refreshAfter;
     private readonly ILogger _logger;
+    private long _mintCount;
 
     /// <summary>Creates the cache; the refresh age comes from <see cref="ApnsOptions.TokenRefreshInterval"/> (clamped to 20–55 minutes).</summary>
     public ApnsTokenCache(TimeProvider time, IOptions<ApnsOptions> options, ILogger<ApnsTokenCache>? logger = null)
@@ -57,8 +58,6 @@ public sealed partial class ApnsTokenCache : IApnsTokenCache
 
     /// <summary>Tokens minted so far (all keys).</summary>
     public long MintCount => Interlocked.Read(ref _mintCount);
-
-    private long _mintCount;
 
     /// <inheritdoc />
     public ValueTask<ApnsProviderToken> GetAsync(ApnsSigningKey key, CancellationToken cancellationToken)

@@ -21,7 +21,11 @@ public sealed class FakeApnsServerOptions
     /// </summary>
     public bool UseTls { get; set; }
 
-    /// <summary>SETTINGS_MAX_CONCURRENT_STREAMS per connection (Apple uses 500–1,500 once a connection is authenticated).</summary>
+    /// <summary>
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per connection (Apple uses 500–1,500 once a connection is authenticated).
+    /// A client that opens more streams on a new connection before it has received this setting gets
+    /// REFUSED_STREAM, and Kestrel may then close the connection (STREAM_CLOSED), as a strict server does.
+    /// </summary>
     public int MaxStreamsPerConnection { get; set; } = 1000;
 
     /// <summary>The environment this server plays: tokens registered for the other one get 400 BadDeviceToken.</summary>

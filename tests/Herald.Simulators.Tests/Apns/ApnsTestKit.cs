@@ -67,7 +67,13 @@ internal sealed class FakeApnsHarness : IAsyncDisposable
         return new FakeApnsHarness(server, time, key, client);
     }
 
+    /// <summary>A new provider token. The fake, like APNs, limits how often a key presents new tokens: reuse <see cref="DefaultJwt"/>.</summary>
     public string Jwt(DateTimeOffset? issuedAt = null) => TestJwt.Create(Key, KeyId, TeamId, issuedAt ?? Time.GetUtcNow());
+
+    /// <summary>The token requests carry unless a test passes its own.</summary>
+    public string DefaultJwt => _defaultJwt ??= Jwt();
+
+    private string? _defaultJwt;
 
     /// <summary>A valid badge push request; tests then break one thing.</summary>
     public HttpRequestMessage ValidRequest(string? token = Token, string? payload = Payload, string? jwt = null)
@@ -78,7 +84,7 @@ internal sealed class FakeApnsHarness : IAsyncDisposable
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             Content = new ByteArrayContent(Encoding.UTF8.GetBytes(payload ?? string.Empty)),
         };
-        request.Headers.TryAddWithoutValidation("authorization", "bearer " + (jwt ?? Jwt()));
+        request.Headers.TryAddWithoutValidation("authorization", "bearer " + (jwt ?? DefaultJwt));
         request.Headers.TryAddWithoutValidation("apns-topic", Topic);
         request.Headers.TryAddWithoutValidation("apns-push-type", "alert");
         request.Headers.TryAddWithoutValidation("apns-priority", "10");
