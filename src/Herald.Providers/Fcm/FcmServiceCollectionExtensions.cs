@@ -1,0 +1,28 @@
+using Herald.Core.Ports;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Herald.Providers.Fcm;
+
+/// <summary>Registers the FCM provider with dependency injection.</summary>
+public static class FcmServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="FcmProvider"/> as an <see cref="IPushProvider"/> with the single-account credential
+    /// source, the in-process access-token cache and the options validator. Bind the returned builder, e.g.
+    /// <c>services.AddFcmProvider().BindConfiguration(FcmOptions.SectionName).ValidateOnStart()</c>.
+    /// Replace <see cref="IFcmCredentialSource"/> or <see cref="IFcmTokenCache"/> by registering yours first.
+    /// </summary>
+    public static OptionsBuilder<FcmOptions> AddFcmProvider(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FcmOptions>, FcmOptionsValidator>());
+        services.TryAddSingleton<IFcmCredentialSource, OptionsFcmCredentialSource>();
+        services.TryAddSingleton<IFcmTokenCache, FcmTokenCache>();
+        services.TryAddSingleton<FcmProvider>();
+        services.AddSingleton<IPushProvider>(static sp => sp.GetRequiredService<FcmProvider>());
+        return services.AddOptions<FcmOptions>();
+    }
+}

@@ -1,0 +1,112 @@
+using System.Net;
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Herald.Providers.Wns;
+
+/// <summary>The HTTP/1.1 connection pools of the WNS provider and token client: created once, never per request.</summary>
+internal static class WnsHttp
+{
+    /// <summary>
+    /// A long-lived invoker with keep-alive pooling. Redirects are never followed: a channel host that answers
+    /// 3xx could otherwise send our bearer token, or our request, anywhere.
+    /// </summary>
+    public static HttpMessageInvoker CreateInvoker(WnsOptions options)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            AllowAutoRedirect = false,
+            UseCookies = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            ConnectTimeout = options.ConnectTimeout,
+            PooledConnectionIdleTimeout = options.IdleTimeout,
+            PooledConnectionLifetime = options.ConnectionLifetime,
+            MaxConnectionsPerServer = options.MaxConnectionsPerHost,
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            },
+        };
+
+        if (!string.IsNullOrWhiteSpace(options.TrustedCertificateFile))
+        {
+            // Pinned trust: exactly this certificate (a self-signed local peer), nothing else.
+            using var trusted = LoadCertificate(options.TrustedCertificateFile);
+            var pinned = trusted.RawData;
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                certificate is not null && certificate.GetRawCertData().AsSpan().SequenceEqual(pinned);
+        }
+
+        return new HttpMessageInvoker(handler, disposeHandler: true);
+    }
+
+    /// <summary>Reads at most <paramref name="limit"/> bytes of a response body; faults while reading yield what was read.</summary>
+    public static async ValueTask<byte[]> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[limit];
+        var total = 0;
+        try
+        {
+            var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+            {
+                int read;
+                while (total < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(total), cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    total += read;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            // The status is the answer; the body only refines it.
+        }
+
+        return buffer.AsSpan(0, total).ToArray();
+    }
+
+    private static X509Certificate2 LoadCertificate(string pemFile)
+    {
+        // A certificate only (no private key): the first CERTIFICATE block of the PEM file.
+        var pem = File.ReadAllText(pemFile).AsSpan();
+        while (PemEncoding.TryFind(pem, out var fields))
+        {
+            if (pem[fields.Label].SequenceEqual("CERTIFICATE"))
+            {
+                return X509CertificateLoader.LoadCertificate(Convert.FromBase64String(pem[fields.Base64Data].ToString()));
+            }
+
+            pem = pem[fields.Location.End..];
+        }
+
+        throw new InvalidOperationException($"{WnsOptions.SectionName}:{nameof(WnsOptions.TrustedCertificateFile)} '{pemFile}' holds no PEM certificate.");
+    }
+}
+
+/// <summary>
+/// A token that cancels on the caller's token or after a timeout measured by a <see cref="TimeProvider"/>;
+/// the caller tells the two apart by checking its own token.
+/// </summary>
+internal sealed class LinkedTimeout : IDisposable
+{
+    private readonly CancellationTokenSource _source;
+    private readonly CancellationTokenRegistration _link;
+
+    public LinkedTimeout(TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        _source = new CancellationTokenSource(timeout, time);
+        _link = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), _source)
+            : default;
+    }
+
+    public CancellationToken Token => _source.Token;
+
+    public void Dispose()
+    {
+        _link.Dispose();
+        _source.Dispose();
+    }
+}
