@@ -6,7 +6,8 @@ namespace Herald.Storage;
 /// One database behind all of Core's storage ports, plus the maintenance operations the host needs.
 /// Every dialect (SQLite now, PostgreSQL later) implements this, and the contract tests run against it.
 /// </summary>
-public interface IHeraldStore : IIngestStore, INotificationQueue, IRegistrationStore, IAccessStore, IStoreAdmin, IAsyncDisposable, IDisposable
+public interface IHeraldStore
+    : IIngestStore, INotificationQueue, IRegistrationStore, IAccessStore, ISettingsStore, IThrottleStore, IStoreAdmin, IAsyncDisposable, IDisposable
 {
     /// <summary>
     /// True when only one process can use the database (SQLite): every lease in it is then this
@@ -15,14 +16,11 @@ public interface IHeraldStore : IIngestStore, INotificationQueue, IRegistrationS
     bool IsSingleNode { get; }
 
     /// <summary>
-    /// Deletes terminal notifications (sent, failed, expired, dead) completed before <paramref name="olderThan"/>,
+    /// Deletes terminal notifications (sent, failed, expired, dead) completed before <paramref name="olderThan"/>, with their attempts,
     /// <paramref name="batchSize"/> rows per transaction so writers are never held up for long. Returns how many.
     /// </summary>
     Task<int> PurgeCompletedAsync(DateTimeOffset olderThan, int batchSize, CancellationToken cancellationToken);
 
     /// <summary>Revokes an API key (it stays stored, with its revocation time). False when unknown or already revoked.</summary>
     Task<bool> RevokeApiKeyAsync(string id, DateTimeOffset revokedAt, CancellationToken cancellationToken);
-
-    /// <summary>The notifications of one send request (<see cref="Core.Notifications.NewNotification.RequestId"/>) of the tenant, by id.</summary>
-    Task<IReadOnlyList<NotificationRecord>> GetRequestNotificationsAsync(string tenantId, string requestId, CancellationToken cancellationToken);
 }

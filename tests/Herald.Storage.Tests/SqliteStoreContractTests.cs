@@ -1,4 +1,6 @@
+using System.Reflection;
 using System.Text;
+using System.Text.RegularExpressions;
 using Herald.Core.Notifications;
 using Herald.Core.Security;
 using Herald.Storage.Sqlite;
@@ -62,7 +64,7 @@ public sealed class SqliteStoreContractTests : StoreContractTests
         await CreateRegistrationAsync("reg-2", "cb_two");
         await IngestAsync(NewMailItem("cb_one"));
         await IngestAsync(NewMailItem("cb_two"));
-        var claimed = await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
         await Store.CompleteAsync(Owner, [Sent(claimed.Single(c => c.RegistrationId == "reg-2"))], Ct);
         await IngestAsync(NewMailItem("cb_one")); // pending while reg-1's first row is being sent
 
@@ -105,11 +107,11 @@ public sealed class SqliteStoreContractTests : StoreContractTests
     }
 
     [Fact]
-    public void Lanes_AreTheOnesTheClaimStatementKnows()
+    public void Lanes_AreTheOnesTheStoreKnows()
     {
-        // ClaimSql and NextDueSql list the lanes (0, 1) so SQLite walks the due index lane by lane.
-        // A new lane must be added there (and here).
-        Assert.Equal([Lane.Priority, Lane.Standard], Enum.GetValues<Lane>());
+        // NextDue walks SqliteStore.Lanes; Claim takes the lanes of ClaimLimits. A new lane must be added
+        // to both (and here).
+        Assert.Equal(Enum.GetValues<Lane>(), SqliteStore.Lanes);
         Assert.Equal(0, (int)Lane.Priority);
         Assert.Equal(1, (int)Lane.Standard);
     }
@@ -122,6 +124,110 @@ public sealed class SqliteStoreContractTests : StoreContractTests
         await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.EnqueueAsync([Badge(1)], Ct));
         await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.NextDueAsync(Ct));
         Store = new SqliteStore(_path, Time, NullLogger.Instance);
+    }
+
+    [Fact]
+    public async Task Statements_NeverScanAWholeTable()
+    {
+        // Every prepared statement on the tables that grow is index-driven: a full scan of notifications is
+        // harmless in a test and ruinous with millions of finished rows. (Keys, tenants and the settings audit
+        // stay small; migrations and the snapshot's counts are not prepared statements.)
+        await Store.DisposeAsync();
+        var statements = typeof(SqliteStore)
+            .GetFields(BindingFlags.NonPublic | BindingFlags.Static)
+            .Where(f => f.IsLiteral && f.Name.EndsWith("Sql", StringComparison.Ordinal))
+            .Select(f => (f.Name, Sql: (string)f.GetRawConstantValue()!))
+            .ToList();
+        Assert.True(statements.Count > 30, "the statements were found");
+
+        using var connection = new SqliteConnection($"Data Source={_path};Pooling=False");
+        connection.Open();
+        var scans = new List<string>();
+        foreach (var (name, sql) in statements)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "EXPLAIN QUERY PLAN " + sql;
+            foreach (var parameter in Regex.Matches(sql, "@[a-z_]+").Select(m => m.Value).Distinct())
+            {
+                command.Parameters.AddWithValue(parameter, 1);
+            }
+
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                var detail = reader.GetString(3);
+                if (Regex.IsMatch(detail, @"^SCAN (notifications|registrations|notification_attempts|notification_requests)\b")
+                    && !detail.Contains("USING", StringComparison.Ordinal))
+                {
+                    scans.Add(name + ": " + detail);
+                }
+            }
+        }
+
+        Store = new SqliteStore(_path, Time, NullLogger.Instance);
+        Assert.Empty(scans);
+    }
+
+    [Fact]
+    public async Task Migrate_DatabaseOfSchemaVersion2_KeepsItsRowsAndGainsTheNewTables()
+    {
+        await Store.DisposeAsync();
+        await DeleteDatabaseAsync();
+        using (var connection = new SqliteConnection($"Data Source={_path};Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = SqliteMigrations.All[0].Script + SqliteMigrations.All[1].Script + """
+                CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+                INSERT INTO schema_migrations VALUES (1, '0001_initial', 0), (2, '0002_queue_indexes', 0);
+                INSERT INTO tenants VALUES ('default', 'Default', 0);
+                INSERT INTO notifications (id, message_id, tenant_id, lane, state, platform, token, topic, environment, content, created_at, due_at, completed_at)
+                VALUES (1, zeroblob(16), 'default', 1, 0, 0, 'token-queued', 't', 0, '{"kind":"Badge","badge":1}', 0, 0, NULL),
+                       (2, zeroblob(16), 'default', 1, 6, 0, '', 't', 0, '{"kind":"Badge","badge":2}', 0, 0, 0);
+                """;
+            command.ExecuteNonQuery();
+        }
+
+        Store = new SqliteStore(_path, Time, NullLogger.Instance);
+        await Store.MigrateAsync(Ct);
+
+        Assert.Equal(3L, QueryScalar("SELECT MAX(version) FROM schema_migrations"));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
+        Assert.Equal("token-queued", claimed.Token);
+        Assert.Equal(1, await Store.CompleteAsync(Owner, [Sent(claimed)], Ct));
+        Assert.Single(await Store.GetAttemptsAsync(1, Ct));
+        Assert.Equal([2L], (await Store.ListDeadAsync(null, 10, Ct)).Select(r => r.Id));
+
+        // A row that died before dead rows kept their token has nothing to be sent to: it stays dead.
+        Assert.Equal(0, await Store.RequeueDeadAsync(null, null, Time.GetUtcNow(), Ct));
+        Assert.Null(await Store.GetSettingsAsync(Ct));
+    }
+
+    [Fact]
+    public async Task PurgeCompleted_DeletesTheAttemptsToo()
+    {
+        await Store.EnqueueAsync([Badge(1), Badge(2)], Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
+        await Store.CompleteAsync(Owner, [Sent(claimed[0]), Outcome(claimed[1], NotificationState.Dead, 500)], Ct);
+        Assert.Equal(2L, QueryScalar("SELECT COUNT(*) FROM notification_attempts"));
+
+        Assert.Equal(2, await Store.PurgeCompletedAsync(Time.GetUtcNow() + TimeSpan.FromSeconds(1), batchSize: 10, Ct));
+
+        Assert.Equal(0L, QueryScalar("SELECT COUNT(*) FROM notification_attempts"));
+    }
+
+    [Fact]
+    public async Task DeadRows_KeepTheirTokenWhileFinishedRowsForgetIt()
+    {
+        await Store.EnqueueAsync([Badge(1, token: "token-sent"), Badge(2, token: "token-failed"), Badge(3, token: "token-dead")], Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
+
+        await Store.CompleteAsync(
+            Owner,
+            [Sent(claimed[0]), Outcome(claimed[1], NotificationState.Failed, 400, "BadDeviceToken"), Outcome(claimed[2], NotificationState.Dead, 503)],
+            Ct);
+
+        Assert.Equal("token-dead", QueryScalar("SELECT group_concat(token) FROM notifications WHERE token <> ''"));
     }
 
     private object? QueryScalar(string sql)

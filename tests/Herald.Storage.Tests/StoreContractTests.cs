@@ -14,7 +14,7 @@ namespace Herald.Storage.Tests;
 /// The behaviour every <see cref="IHeraldStore"/> must have, whatever the database. A dialect's test class
 /// derives from this and says how to open a fresh database and how to reopen it.
 /// </summary>
-public abstract class StoreContractTests : IAsyncLifetime
+public abstract partial class StoreContractTests : IAsyncLifetime
 {
     protected const string Tenant = "default";
     protected const string Owner = "node-a/1";
@@ -108,7 +108,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal(1, Count(snapshot, Lane.Priority, NotificationState.Queued));
         Assert.Equal(received, snapshot.OldestQueuedAt);
 
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal("reg-1", claimed.RegistrationId);
         Assert.Equal(Tenant, claimed.TenantId);
         Assert.Equal(registration.Token, claimed.Token);
@@ -147,7 +147,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal(1, Count(snapshot, Lane.Priority, NotificationState.Queued));
 
         // In order: 1 new mail, then Exchange says 7 unread, then one more new mail = 8.
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(8, claimed.Content.Badge);
         Assert.Equal(first.ReceivedAt, claimed.EventAt); // latency counts from the first waiting event
         Assert.Equal(last.ReceivedAt + TimeSpan.FromHours(24), claimed.ExpiresAt);
@@ -162,7 +162,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         await IngestAsync(NewMailItem("cb_one"));
         await IngestAsync(FolderUnreadItem("cb_one", unread: 4));
 
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(PushKind.Alert, claimed.Content.Kind);
         Assert.Equal("New mail", claimed.Content.Body);
         Assert.Equal(4, claimed.Content.Badge);
@@ -178,7 +178,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         await Store.ApplyIngestBatchAsync(items, Planner, Ct);
 
         Assert.Equal([IngestVerdict.Accepted, IngestVerdict.Unsubscribe, IngestVerdict.Accepted, IngestVerdict.Accepted], items.Select(i => i.Verdict));
-        var claimed = await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
         Assert.Equal(2, claimed.Count);
         Assert.Equal(2, claimed.Single(c => c.RegistrationId == "reg-1").Content.Badge);
         Assert.Equal(1, claimed.Single(c => c.RegistrationId == "reg-2").Content.Badge);
@@ -237,7 +237,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         var second = await Store.EnqueueAsync([Badge(2, "k1", token: "newtoken", eventAt: Time.GetUtcNow())], Ct);
 
         Assert.Equal(first, second);
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(2, claimed.Content.Badge);
         Assert.Equal("newtoken", claimed.Token);
         Assert.Equal(firstAt, claimed.EventAt);
@@ -258,7 +258,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Enqueue_SameKeyWhileSending_InsertsASecondRow()
     {
         var first = (await Store.EnqueueAsync([Badge(1, "k1")], Ct))[0];
-        var sending = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var sending = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         var second = (await Store.EnqueueAsync([Badge(2, "k1")], Ct))[0];
 
@@ -272,15 +272,15 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Claim_RowWhoseKeyIsBeingSent_WaitsForThatSend()
     {
         await Store.EnqueueAsync([Badge(1, "k1")], Ct);
-        var sending = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var sending = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         var second = (await Store.EnqueueAsync([Badge(2, "k1"), Badge(7, "k2")], Ct))[0];
 
         // One push per key in flight: the device never sees badge 1 arrive after badge 2.
-        var other = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var other = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(7, other.Content.Badge);
 
         await Store.CompleteAsync(Owner, [Sent(sending)], Ct);
-        var next = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var next = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(second, next.Id);
         Assert.Equal(2, next.Content.Badge);
     }
@@ -289,7 +289,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Enqueue_SameKeyWhileRetrying_ReplacesTheContentAndKeepsTheTokensBackoff()
     {
         var id = (await Store.EnqueueAsync([Badge(1, "k1")], Ct))[0];
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         var retryAt = Time.GetUtcNow() + TimeSpan.FromSeconds(30);
         await Store.CompleteAsync(Owner, [Retry(claimed, retryAt, status: 429)], Ct);
 
@@ -301,10 +301,10 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal(NotificationState.Retrying, record.State);
         Assert.Equal(0, record.Attempts);
         Assert.Equal(retryAt, record.DueAt); // new mail does not jump the provider's Retry-After
-        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Empty(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         Time.Advance(TimeSpan.FromSeconds(30));
-        var again = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var again = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(5, again.Content.Badge);
         Assert.Equal(1, again.Attempt);
     }
@@ -313,7 +313,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Enqueue_SameKeyWhileRetryingForANewToken_IsDueNow()
     {
         var id = (await Store.EnqueueAsync([Badge(1, "k1")], Ct))[0];
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         await Store.CompleteAsync(Owner, [Retry(claimed, Time.GetUtcNow() + TimeSpan.FromHours(1))], Ct);
 
         Assert.Equal(id, (await Store.EnqueueAsync([Badge(5, "k1", token: "rotated-token")], Ct))[0]);
@@ -321,7 +321,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         var record = await Store.GetNotificationAsync(id, Ct);
         Assert.Equal(NotificationState.Queued, record!.State);
         Assert.Equal(Time.GetUtcNow(), record.DueAt);
-        var again = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var again = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal("rotated-token", again.Token);
         Assert.Equal(5, again.Content.Badge);
     }
@@ -331,7 +331,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     {
         await CreateRegistrationAsync("reg-1", "cb_one", NotificationStyle.Generic);
         await IngestAsync(NewMailItem("cb_one"));
-        var alert = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var alert = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         await IngestAsync(FolderUnreadItem("cb_one", unread: 6)); // a badge-only row while the alert is out
 
         var retryAt = Time.GetUtcNow() + TimeSpan.FromSeconds(30);
@@ -342,10 +342,10 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal("Coalesced", folded.LastReason);
         Assert.Equal(1, Count(await Store.SnapshotAsync(Time.GetUtcNow(), Ct), Lane.Priority, NotificationState.Retrying));
         Assert.Equal(retryAt, await Store.NextDueAsync(Ct)); // the same token waits out the Retry-After
-        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Empty(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         Time.Advance(TimeSpan.FromSeconds(30));
-        var pending = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var pending = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(PushKind.Alert, pending.Content.Kind); // the alert is not lost to the later badge
         Assert.Equal(6, pending.Content.Badge);
         Assert.Equal(alert.EventAt, pending.EventAt);
@@ -360,7 +360,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         Time.Advance(TimeSpan.FromSeconds(1));
         var priority = await Store.EnqueueAsync([Badge(3, lane: Lane.Priority), Badge(4, lane: Lane.Priority)], Ct);
 
-        var claimed = await Store.ClaimAsync(Owner, 3, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(Owner, new ClaimLimits(Priority: 2, Standard: 1), Time.GetUtcNow(), Lease, Ct);
 
         Assert.Equal([priority[0], priority[1], standard[0]], claimed.Select(c => c.Id));
         Assert.All(claimed, c => Assert.Equal(1, c.Attempt));
@@ -368,20 +368,22 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal(NotificationState.Sending, record!.State);
         Assert.Equal(1, record.Attempts);
 
-        var rest = await Store.ClaimAsync(OtherOwner, 10, Time.GetUtcNow(), Lease, Ct);
+        var rest = await Store.ClaimAsync(OtherOwner, Both(10), Time.GetUtcNow(), Lease, Ct);
         Assert.Equal([standard[1]], rest.Select(c => c.Id));
-        Assert.Empty(await Store.ClaimAsync(OtherOwner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Empty(await Store.ClaimAsync(OtherOwner, Both(10), Time.GetUtcNow(), Lease, Ct));
     }
 
     [Fact]
     public async Task Claim_MessageId_IsStableAcrossAttempts()
     {
         await Store.EnqueueAsync([Badge(1), Badge(2)], Ct);
-        var claimed = await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
         Assert.NotEqual(claimed[0].MessageId, claimed[1].MessageId);
+        Assert.All(claimed, c => Assert.Equal(4, c.MessageId.Version)); // random UUIDs (APNs apns-id)
+        Assert.All(claimed, c => Assert.Equal(0x8, c.MessageId.Variant & 0xC));
         await Store.CompleteAsync(Owner, [Retry(claimed[0], Time.GetUtcNow())], Ct);
 
-        var again = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var again = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         Assert.Equal(claimed[0].Id, again.Id);
         Assert.Equal(claimed[0].MessageId, again.MessageId);
@@ -392,18 +394,18 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Complete_Retrying_IsNotClaimableBeforeDue()
     {
         await Store.EnqueueAsync([Badge(1)], Ct);
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         var retryAt = Time.GetUtcNow() + TimeSpan.FromSeconds(30);
         Assert.Equal(1, await Store.CompleteAsync(Owner, [Retry(claimed, retryAt, status: 503)], Ct));
 
-        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Empty(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(retryAt, await Store.NextDueAsync(Ct));
         var record = await Store.GetNotificationAsync(claimed.Id, Ct);
         Assert.Equal(NotificationState.Retrying, record!.State);
         Assert.Equal(503, record.LastStatus);
 
         Time.Advance(TimeSpan.FromSeconds(30));
-        var again = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var again = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(2, again.Attempt);
     }
 
@@ -411,7 +413,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Complete_OtherOwner_IsIgnored()
     {
         await Store.EnqueueAsync([Badge(1)], Ct);
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         Assert.Equal(0, await Store.CompleteAsync(OtherOwner, [Sent(claimed)], Ct));
         Assert.Equal(NotificationState.Sending, (await Store.GetNotificationAsync(claimed.Id, Ct))!.State);
@@ -429,7 +431,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task ReleaseExpiredLeases_ExpiredLease_BecomesClaimableAndFencesTheOldOwner()
     {
         await Store.EnqueueAsync([Badge(1)], Ct);
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         Time.Advance(TimeSpan.FromMinutes(1));
         Assert.Equal(0, await Store.ReleaseExpiredLeasesAsync(Time.GetUtcNow(), Ct));
@@ -439,7 +441,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         var record = await Store.GetNotificationAsync(claimed.Id, Ct);
         Assert.Equal(NotificationState.Retrying, record!.State);
         Assert.Equal(Time.GetUtcNow(), record.DueAt);
-        var again = Assert.Single(await Store.ClaimAsync(OtherOwner, 10, Time.GetUtcNow(), Lease, Ct));
+        var again = Assert.Single(await Store.ClaimAsync(OtherOwner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(2, again.Attempt);
         Assert.Equal(0, await Store.CompleteAsync(Owner, [Sent(claimed)], Ct)); // the crashed owner's late answer
         Assert.Equal(1, await Store.CompleteAsync(OtherOwner, [Sent(again)], Ct));
@@ -449,14 +451,14 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task ReleaseExpiredLeases_MaxValue_ReleasesEveryLeaseDueNow()
     {
         await Store.EnqueueAsync([Badge(1), Badge(2)], Ct);
-        var claimed = await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
 
         Assert.Equal(2, await Store.ReleaseExpiredLeasesAsync(DateTimeOffset.MaxValue, Ct));
 
         var record = await Store.GetNotificationAsync(claimed[0].Id, Ct);
         Assert.Equal(NotificationState.Retrying, record!.State);
         Assert.Equal(Time.GetUtcNow(), record.DueAt);
-        Assert.Equal(2, (await Store.ClaimAsync(OtherOwner, 10, Time.GetUtcNow(), Lease, Ct)).Count);
+        Assert.Equal(2, (await Store.ClaimAsync(OtherOwner, Both(10), Time.GetUtcNow(), Lease, Ct)).Count);
     }
 
     [Fact]
@@ -464,7 +466,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     {
         await CreateRegistrationAsync("reg-1", "cb_one");
         await IngestAsync(NewMailItem("cb_one"));
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Time.Advance(TimeSpan.FromMilliseconds(40));
 
         await Store.CompleteAsync(Owner, [Sent(claimed)], Ct);
@@ -479,7 +481,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     {
         await CreateRegistrationAsync("reg-1", "cb_one");
         await IngestAsync(NewMailItem("cb_one"));
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         var pendingId = (await Store.EnqueueAsync([Badge(9, "reg:reg-1", registrationId: "reg-1")], Ct))[0];
 
         await Store.CompleteAsync(Owner, [TokenInvalid(claimed)], Ct);
@@ -497,7 +499,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         await Store.ApplyIngestBatchAsync([next], Planner, Ct);
         Assert.Equal(IngestVerdict.Unsubscribe, next.Verdict);
         Assert.Equal(0, next.Enqueued);
-        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Empty(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
     }
 
     [Fact]
@@ -505,7 +507,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     {
         var registration = await CreateRegistrationAsync("reg-1", "cb_one");
         await IngestAsync(NewMailItem("cb_one"));
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         registration.Token = "rotated-token";
         Assert.True(await Store.UpdateAsync(registration, Ct));
 
@@ -518,7 +520,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task Complete_InvalidOutcomeState_Throws()
     {
         await Store.EnqueueAsync([Badge(1)], Ct);
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
 
         await Assert.ThrowsAsync<ArgumentException>(() => Store.CompleteAsync(Owner, [Sent(claimed) with { State = NotificationState.Queued }], Ct));
     }
@@ -539,7 +541,7 @@ public abstract class StoreContractTests : IAsyncLifetime
                 var mine = new List<long>();
                 while (true)
                 {
-                    var claimed = await Store.ClaimAsync("node-" + n, 37, Time.GetUtcNow(), Lease, Ct);
+                    var claimed = await Store.ClaimAsync("node-" + n, Both(37), Time.GetUtcNow(), Lease, Ct);
                     if (claimed.Count == 0)
                     {
                         return mine;
@@ -568,7 +570,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         await Store.EnqueueAsync([Badge(1, lane: Lane.Priority), Badge(2, lane: Lane.Standard)], Ct);
         Time.Advance(TimeSpan.FromSeconds(10));
         await Store.EnqueueAsync([Badge(3, lane: Lane.Standard), Badge(4, lane: Lane.Standard)], Ct);
-        var claimed = await Store.ClaimAsync(Owner, 2, Time.GetUtcNow(), Lease, Ct); // priority, then the oldest standard
+        var claimed = await Store.ClaimAsync(Owner, new ClaimLimits(Priority: 1, Standard: 1), Time.GetUtcNow(), Lease, Ct); // priority, and the oldest standard
         await Store.CompleteAsync(Owner, [Sent(claimed[0])], Ct);
 
         var snapshot = await Store.SnapshotAsync(Time.GetUtcNow(), Ct);
@@ -585,7 +587,7 @@ public abstract class StoreContractTests : IAsyncLifetime
     public async Task PurgeCompleted_DeletesOnlyCompletedRowsOlderThanTheCutoff()
     {
         await Store.EnqueueAsync([Badge(1), Badge(2), Badge(3), Badge(4), Badge(5)], Ct);
-        var claimed = await Store.ClaimAsync(Owner, 4, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(4), Time.GetUtcNow(), Lease, Ct);
         await Store.CompleteAsync(
             Owner,
             [Sent(claimed[0]), Sent(claimed[1]), Outcome(claimed[2], NotificationState.Dead), Retry(claimed[3], Time.GetUtcNow())],
@@ -593,7 +595,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         var cutoff = Time.GetUtcNow() + TimeSpan.FromMilliseconds(1);
         Time.Advance(TimeSpan.FromHours(1));
         var recent = (await Store.EnqueueAsync([Badge(6)], Ct))[0];
-        var recentClaim = (await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct)).Single(c => c.Id == recent);
+        var recentClaim = (await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct)).Single(c => c.Id == recent);
         await Store.CompleteAsync(Owner, [Sent(recentClaim)], Ct);
 
         Assert.Equal(3, await Store.PurgeCompletedAsync(cutoff, batchSize: 2, Ct));
@@ -612,11 +614,11 @@ public abstract class StoreContractTests : IAsyncLifetime
             [Badge(1) with { RequestId = "req-1" }, Badge(2) with { RequestId = "req-1" }, Badge(3) with { RequestId = "req-2" }],
             Ct);
 
-        var rows = await Store.GetRequestNotificationsAsync(Tenant, "req-1", Ct);
+        var rows = await Store.GetRequestNotificationsAsync(Tenant, "req-1", 0, 100, Ct);
 
         Assert.Equal([ids[0], ids[1]], rows.Select(r => r.Id));
         Assert.All(rows, r => Assert.Equal(NotificationState.Queued, r.State));
-        Assert.Empty(await Store.GetRequestNotificationsAsync("contoso", "req-1", Ct));
+        Assert.Empty(await Store.GetRequestNotificationsAsync("contoso", "req-1", 0, 100, Ct));
     }
 
     // ---- registrations ------------------------------------------------------------------------
@@ -719,7 +721,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.Equal("de", stored.Locale);
         Assert.Equal(1, stored.UnreadCount); // ingest state is not the API's to overwrite
 
-        var claimed = Assert.Single(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        var claimed = Assert.Single(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal("new-token", claimed.Token);
         Assert.Equal("com.example.other", claimed.Topic);
         Assert.Equal(PushEnvironment.Sandbox, claimed.Environment);
@@ -740,7 +742,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.True(await Store.DeleteAsync(Tenant, "reg-1", Time.GetUtcNow(), Ct));
 
         Assert.Null(await Store.GetAsync(Tenant, "reg-1", Ct));
-        Assert.Empty(await Store.ClaimAsync(Owner, 10, Time.GetUtcNow(), Lease, Ct));
+        Assert.Empty(await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct));
         Assert.Equal(1, Count(await Store.SnapshotAsync(Time.GetUtcNow(), Ct), Lane.Priority, NotificationState.Failed));
         var next = NewMailItem("cb_one");
         await Store.ApplyIngestBatchAsync([next], Planner, Ct);
@@ -806,7 +808,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         await IngestAsync(NewMailItem("cb_one", subscriptionId: "sub-1"));
         await Store.AddApiKeyAsync(new ApiKeyRecord("key-1", Tenant, Secrets.Hash("hk_1"), IsAdmin: true, Time.GetUtcNow(), null), Ct);
         await Store.EnqueueAsync([Badge(1, lane: Lane.Standard)], Ct);
-        var leased = Assert.Single(await Store.ClaimAsync(Owner, 1, Time.GetUtcNow(), Lease, Ct));
+        var leased = Assert.Single(await Store.ClaimAsync(Owner, new ClaimLimits(Priority: 1, Standard: 0), Time.GetUtcNow(), Lease, Ct));
 
         await ReopenAsync();
 
@@ -816,12 +818,15 @@ public abstract class StoreContractTests : IAsyncLifetime
         Assert.NotNull(await Store.FindApiKeyAsync(Secrets.Hash("hk_1"), Ct));
         Assert.Equal(NotificationState.Sending, (await Store.GetNotificationAsync(leased.Id, Ct))!.State);
         Assert.Equal(1, await Store.ReleaseExpiredLeasesAsync(DateTimeOffset.MaxValue, Ct)); // what the host does at start
-        var claimed = await Store.ClaimAsync(OtherOwner, 10, Time.GetUtcNow(), Lease, Ct);
+        var claimed = await Store.ClaimAsync(OtherOwner, Both(10), Time.GetUtcNow(), Lease, Ct);
         Assert.Equal(2, claimed.Count);
         Assert.Equal(leased.MessageId, claimed.Single(c => c.Id == leased.Id).MessageId);
     }
 
     // ---- helpers ------------------------------------------------------------------------------
+
+    /// <summary>The same limit for both lanes.</summary>
+    protected static ClaimLimits Both(int max) => new(max, max);
 
     protected static long Count(QueueSnapshot snapshot, Lane lane, NotificationState state)
         => snapshot.Counts.TryGetValue((lane, state), out var count) ? count : 0;
@@ -896,6 +901,7 @@ public abstract class StoreContractTests : IAsyncLifetime
         StatusCode = status,
         Reason = reason,
         CompletedAt = Time.GetUtcNow(),
+        Attempt = claimed.Attempt,
     };
 
     protected DeliveryOutcome Sent(ClaimedNotification claimed) => Outcome(claimed, NotificationState.Sent, 200);

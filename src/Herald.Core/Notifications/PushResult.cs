@@ -46,4 +46,7 @@ public sealed record DeliveryOutcome
     public DateTimeOffset? TokenInvalidSince { get; init; }
 
     public required DateTimeOffset CompletedAt { get; init; }
+
+    /// <summary>Which attempt this was (1-based), for the attempt log.</summary>
+    public int Attempt { get; init; }
 }

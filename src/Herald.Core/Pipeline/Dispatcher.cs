@@ -3,6 +3,7 @@ using Herald.Core.Notifications;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
+using Herald.Core.Settings;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -28,8 +29,10 @@ public sealed class DispatchOptions
 }
 
 /// <summary>Counters the dispatcher keeps for health and progress.</summary>
-public sealed class DispatchCounters
+public sealed class DispatchCounters(TimeProvider time)
 {
+    private readonly long[] _sentPerSecond = new long[60];
+    private readonly long[] _secondOf = new long[60];
     private long _sent;
     private long _retried;
     private long _failed;
@@ -44,11 +47,48 @@ public sealed class DispatchCounters
     public long Expired => Interlocked.Read(ref _expired);
     public long Deactivated => Interlocked.Read(ref _deactivated);
 
+    /// <summary>Accepted sends per second, averaged over the last minute.</summary>
+    public double SentPerSecond
+    {
+        get
+        {
+            var now = time.GetUtcNow().ToUnixTimeSeconds();
+            long total = 0;
+            lock (_sentPerSecond)
+            {
+                for (var i = 0; i < 60; i++)
+                {
+                    if (now - _secondOf[i] < 60)
+                    {
+                        total += _sentPerSecond[i];
+                    }
+                }
+            }
+
+            return total / 60.0;
+        }
+    }
+
     internal void Count(DeliveryOutcome outcome)
     {
         switch (outcome.State)
         {
-            case NotificationState.Sent: Interlocked.Increment(ref _sent); break;
+            case NotificationState.Sent:
+                Interlocked.Increment(ref _sent);
+                var second = outcome.CompletedAt.ToUnixTimeSeconds();
+                lock (_sentPerSecond)
+                {
+                    var slot = (int)(second % 60);
+                    if (_secondOf[slot] != second)
+                    {
+                        _secondOf[slot] = second;
+                        _sentPerSecond[slot] = 0;
+                    }
+
+                    _sentPerSecond[slot]++;
+                }
+
+                break;
             case NotificationState.Retrying: Interlocked.Increment(ref _retried); break;
             case NotificationState.Failed: Interlocked.Increment(ref _failed); break;
             case NotificationState.Dead: Interlocked.Increment(ref _dead); break;
@@ -73,7 +113,8 @@ public sealed partial class Dispatcher : IDisposable
     private readonly QueueSignal _signal;
     private readonly TimeProvider _time;
     private readonly IOptionsMonitor<DispatchOptions> _options;
-    private readonly IOptionsMonitor<RetryOptions> _retry;
+    private readonly SettingsMonitor _settings;
+    private readonly LaneThrottle _throttle;
     private readonly ILogger<Dispatcher> _logger;
     private readonly Channel<DeliveryOutcome> _outcomes = Channel.CreateUnbounded<DeliveryOutcome>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AsyncSignal _slotFreed = new();
@@ -85,7 +126,8 @@ public sealed partial class Dispatcher : IDisposable
         QueueSignal signal,
         TimeProvider time,
         IOptionsMonitor<DispatchOptions> options,
-        IOptionsMonitor<RetryOptions> retry,
+        SettingsMonitor settings,
+        LaneThrottle throttle,
         ILogger<Dispatcher> logger,
         NodeIdentity node)
     {
@@ -96,15 +138,18 @@ public sealed partial class Dispatcher : IDisposable
         _signal = signal;
         _time = time;
         _options = options;
-        _retry = retry;
+        _settings = settings;
+        _throttle = throttle;
+        _settings.Changed += _ => _signal.Notify(); // a new rate applies at once
         _logger = logger;
         Owner = node.LeaseOwner;
+        Counters = new DispatchCounters(time);
     }
 
     /// <summary>The lease owner name of this process.</summary>
     public string Owner { get; }
 
-    public DispatchCounters Counters { get; } = new();
+    public DispatchCounters Counters { get; }
 
     /// <summary>Raised after outcomes are recorded (for progress displays and tests).</summary>
     public event Action<IReadOnlyList<DeliveryOutcome>>? Completed;
@@ -137,8 +182,17 @@ public sealed partial class Dispatcher : IDisposable
 
     private async Task ClaimLoopAsync(CancellationToken cancellationToken)
     {
+        // Whether standard-lane work may be waiting: cleared when a claim finds none, set again by any
+        // wake-up, so an idle throttled lane costs no token round trips.
+        var standardBacklog = true;
+        var standardCheckedAt = _time.GetTimestamp();
         while (!cancellationToken.IsCancellationRequested)
         {
+            if (!standardBacklog && _time.GetElapsedTime(standardCheckedAt) >= TimeSpan.FromMilliseconds(500))
+            {
+                standardBacklog = true; // busy with priority work: still look at the standard lane twice a second
+            }
+
             var o = _options.CurrentValue;
             var batchSize = Math.Max(1, o.BatchSize);
             var maxInFlight = Math.Max(batchSize, o.MaxInFlight);
@@ -150,10 +204,14 @@ public sealed partial class Dispatcher : IDisposable
                 continue;
             }
 
+            var settings = _settings.Current;
+            var standard = settings.Standard;
             IReadOnlyList<ClaimedNotification> claimed;
+            int standardAllowed = 0;
             try
             {
-                claimed = await _queue.ClaimAsync(Owner, batchSize, _time.GetUtcNow(), o.Lease, cancellationToken).ConfigureAwait(false);
+                standardAllowed = standardBacklog ? await _throttle.AcquireAsync(batchSize, standard, cancellationToken).ConfigureAwait(false) : 0;
+                claimed = await _queue.ClaimAsync(Owner, new ClaimLimits(batchSize, standardAllowed), _time.GetUtcNow(), o.Lease, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -162,9 +220,34 @@ public sealed partial class Dispatcher : IDisposable
                 continue;
             }
 
+            var standardClaimed = 0;
+            foreach (var n in claimed)
+            {
+                if (n.Lane == Lane.Standard)
+                {
+                    standardClaimed++;
+                }
+            }
+
+            if (standardClaimed < standardAllowed)
+            {
+                standardBacklog = false; // none (or fewer) due: give the tokens back
+                standardCheckedAt = _time.GetTimestamp();
+                try
+                {
+                    await _throttle.ReleaseAsync(standardAllowed - standardClaimed, standard, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.ClaimFailed(_logger, ex);
+                }
+            }
+
             if (claimed.Count == 0)
             {
-                await WaitForWorkAsync(o, cancellationToken).ConfigureAwait(false);
+                var throttled = standardBacklog && standardAllowed == 0 && standard.RatePerMinute is not null;
+                await WaitForWorkAsync(o, throttled ? _throttle.UntilNextToken(standard) : null, cancellationToken).ConfigureAwait(false);
+                standardBacklog = true;
                 continue;
             }
 
@@ -176,17 +259,24 @@ public sealed partial class Dispatcher : IDisposable
         }
     }
 
-    private async Task WaitForWorkAsync(DispatchOptions o, CancellationToken cancellationToken)
+    private async Task WaitForWorkAsync(DispatchOptions o, TimeSpan? untilToken, CancellationToken cancellationToken)
     {
         var wait = o.IdlePoll;
+        if (untilToken is { } t && t < wait)
+        {
+            wait = t < TimeSpan.FromMilliseconds(10) ? TimeSpan.FromMilliseconds(10) : t;
+        }
+
         try
         {
+            // Only a due time in the future shortens the sleep: a row that is due but not claimable
+            // (throttled, or its key is in flight) is woken by a token or a completion instead.
             if (await _queue.NextDueAsync(cancellationToken).ConfigureAwait(false) is { } due)
             {
                 var untilDue = due - _time.GetUtcNow();
-                if (untilDue < wait)
+                if (untilDue > TimeSpan.Zero && untilDue < wait)
                 {
-                    wait = untilDue < TimeSpan.Zero ? TimeSpan.Zero : untilDue;
+                    wait = untilDue;
                 }
             }
         }
@@ -195,10 +285,7 @@ public sealed partial class Dispatcher : IDisposable
             Log.ClaimFailed(_logger, ex);
         }
 
-        if (wait > TimeSpan.Zero)
-        {
-            await _signal.WaitAsync(wait, _time, cancellationToken).ConfigureAwait(false);
-        }
+        await _signal.WaitAsync(wait, _time, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task SendOneAsync(ClaimedNotification notification, CancellationToken cancellationToken)
@@ -263,8 +350,9 @@ public sealed partial class Dispatcher : IDisposable
                     TokenInvalidSince = result.TokenInvalidSince,
                 };
             default:
-                var retry = _retry.CurrentValue;
-                if (notification.Attempt >= retry.MaxAttempts)
+                var settings = _settings.Current;
+                var retry = settings.Retry;
+                if (notification.Attempt >= settings.MaxAttemptsFor(notification.Lane))
                 {
                     return Outcome(notification, NotificationState.Dead, now, result.StatusCode, result.Reason);
                 }
@@ -290,6 +378,7 @@ public sealed partial class Dispatcher : IDisposable
             StatusCode = status,
             Reason = reason,
             CompletedAt = now,
+            Attempt = n.Attempt,
         };
 
     private async Task CompleteLoopAsync(CancellationToken cancellationToken)
@@ -326,21 +415,17 @@ public sealed partial class Dispatcher : IDisposable
                 }
             }
 
-            var wakeForRetry = false;
             foreach (var outcome in batch)
             {
                 Counters.Count(outcome);
-                wakeForRetry |= outcome.State == NotificationState.Retrying;
             }
 
             if (batch.Count > 0)
             {
                 Completed?.Invoke(batch.ToArray());
-            }
 
-            if (wakeForRetry)
-            {
-                _signal.Notify(); // the claim loop recomputes its sleep from the new earliest due time
+                // A completion can make work claimable (a row waiting for its key's send, a new retry time).
+                _signal.Notify();
             }
         }
     }

@@ -22,8 +22,20 @@ public static class RetryPolicy
     public static TimeSpan NextDelay(RetryOptions options, int attempt, TimeSpan? retryAfter, double jitter01)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var initial = options.InitialDelay.Ticks;
-        var max = Math.Max(initial, options.MaxDelay.Ticks);
+        return NextDelay(options.InitialDelay, options.MaxDelay, attempt, retryAfter, jitter01);
+    }
+
+    /// <summary>As <see cref="NextDelay(RetryOptions, int, TimeSpan?, double)"/>, from the runtime settings.</summary>
+    public static TimeSpan NextDelay(Settings.RetrySettings settings, int attempt, TimeSpan? retryAfter, double jitter01)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return NextDelay(settings.InitialDelay, settings.MaxDelay, attempt, retryAfter, jitter01);
+    }
+
+    private static TimeSpan NextDelay(TimeSpan initialDelay, TimeSpan maxDelay, int attempt, TimeSpan? retryAfter, double jitter01)
+    {
+        var initial = initialDelay.Ticks;
+        var max = Math.Max(initial, maxDelay.Ticks);
         var exponent = Math.Clamp(attempt - 1, 0, 40);
         var baseTicks = Math.Min(max, initial * Math.Pow(2, exponent));
         var jittered = baseTicks * (0.8 + (0.4 * Math.Clamp(jitter01, 0, 1)));

@@ -11,6 +11,9 @@ public interface IRegistrationStore
     /// <summary>The tenant's registration, or null (also for another tenant's id and for deleted ones).</summary>
     Task<Registration?> GetAsync(string tenantId, string id, CancellationToken cancellationToken);
 
+    /// <summary>The tenant's registrations among <paramref name="ids"/> (missing and deleted ones are left out), by id.</summary>
+    Task<IReadOnlyDictionary<string, Registration>> GetManyAsync(string tenantId, IReadOnlyCollection<string> ids, CancellationToken cancellationToken);
+
     /// <summary>
     /// Saves the API-editable fields (token, topic, environment, style, folders, locale, status).
     /// Pending notifications of the registration follow a token change. Returns false if not found.

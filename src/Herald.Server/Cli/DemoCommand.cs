@@ -7,12 +7,14 @@ using Herald.Core.Pipeline;
 using Herald.Server.Hosting;
 using Herald.Simulators.Apns;
 using Herald.Simulators.Exchange;
+using Herald.Simulators.Fcm;
+using Herald.Simulators.Wns;
 
 namespace Herald.Server.Cli;
 
 /// <summary>
 /// <c>herald demo</c>: the whole data path with nothing to configure. A gateway on a fresh SQLite file,
-/// the fake Exchange and fake APNs on loopback ports, simulated devices registered through the real
+/// the fake Exchange, APNs, FCM and WNS on loopback ports, simulated devices registered through the real
 /// API, mail traffic at a fixed rate, live progress, and a summary. Exit 0 only if every expected push arrived.
 /// </summary>
 internal static class DemoCommand
@@ -21,6 +23,8 @@ internal static class DemoCommand
     private const string KeyId = "DEMOKEY001";
     private const string Topic = "org.herald.demo.mail";
     private const string AdminKey = "hk_demo_admin_key_not_for_production";
+    private const string WnsSid = "ms-app://s-1-15-2-4242424242-herald-demo";
+    private const string WnsSecret = "herald-demo-wns-secret";
 
     public static Command Create()
     {
@@ -70,6 +74,7 @@ internal static class DemoCommand
     private sealed class Device
     {
         public required int Index { get; init; }
+        public required string Platform { get; init; }
         public required string Token { get; init; }
         public required bool DeadToken { get; init; }
         public required bool Flaky { get; init; }
@@ -91,8 +96,22 @@ internal static class DemoCommand
         var pem = apns.GenerateSigningKey(Team, KeyId, Topic);
         Console.WriteLine($"  fake APNs  {apns.BaseUrl} (HTTP/2, token auth, validates like Apple)");
 
+        await using var fcm = await FakeFcmServer.StartAsync(cancellationToken: cancellationToken);
+        var serviceAccount = fcm.CreateServiceAccount("herald-demo");
+        Console.WriteLine($"  fake FCM   {fcm.BaseUrl} (HTTP/2, OAuth2 service account, validates like Google)");
+        await using var wns = await FakeWnsServer.StartAsync(cancellationToken: cancellationToken);
+        wns.AddApplication(WnsSid, WnsSecret);
+        Console.WriteLine($"  fake WNS   {wns.BaseUrl} (client-credentials token, validates like Microsoft)");
+
         var settings = new Dictionary<string, string?>
         {
+            ["Herald:Fcm:BaseUrl"] = fcm.BaseUrl,
+            ["Herald:Fcm:ServiceAccountJson"] = serviceAccount,
+            ["Herald:Wns:TokenUrl"] = wns.TokenUrl,
+            ["Herald:Wns:PackageSid"] = WnsSid,
+            ["Herald:Wns:ClientSecret"] = WnsSecret,
+            ["Herald:Wns:AllowedChannelHosts:0"] = wns.Authority,
+            ["Herald:Wns:AllowHttpChannels"] = "true",
             ["Herald:Database"] = "sqlite:" + Path.Combine(directory, "herald.db"),
             ["Herald:AdminApiKey"] = AdminKey,
             ["Herald:Apns:ProductionUrl"] = apns.BaseUrl,
@@ -118,13 +137,22 @@ internal static class DemoCommand
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
         await using var exchange = new FakeExchange(new HttpClient(handler, disposeHandler: false) { Timeout = TimeSpan.FromSeconds(30) }, TimeProvider.System);
 
-        // Devices: about 2 % have tokens Apple no longer accepts, about 3 % meet a 503 on their first push.
+        // Devices: 3 in 5 iPhones (APNs), 1 in 5 Android (FCM), 1 in 5 Windows (WNS). Of the iPhones about
+        // 3 % have tokens Apple no longer accepts and 5 % meet a 503 on their first push.
         var random = new Random(20261123);
         var devices = new Device[deviceCount];
+        var allBytes = Enumerable.Range(0, 256).Select(b => (byte)b).ToArray();
         for (var i = 0; i < deviceCount; i++)
         {
-            var token = Convert.ToHexStringLower(BitConverter.GetBytes(i)) + Convert.ToHexStringLower(random.GetItems<byte>(Enumerable.Range(0, 256).Select(b => (byte)b).ToArray(), 28));
-            devices[i] = new Device { Index = i, Token = token, DeadToken = deviceCount >= 20 && i % 50 == 7, Flaky = deviceCount >= 20 && i % 33 == 5 };
+            var platform = (i % 5) switch { 1 => "fcm", 2 => "wns", _ => "apns" };
+            var token = platform switch
+            {
+                "fcm" => "dEmO" + i.ToString(CultureInfo.InvariantCulture) + ":APA91b" + Convert.ToHexStringLower(random.GetItems(allBytes, 40)),
+                "wns" => wns.CreateChannel(WnsSid),
+                _ => Convert.ToHexStringLower(BitConverter.GetBytes(i)) + Convert.ToHexStringLower(random.GetItems(allBytes, 28)),
+            };
+            var apnsDevice = platform == "apns";
+            devices[i] = new Device { Index = i, Platform = platform, Token = token, DeadToken = apnsDevice && deviceCount >= 20 && i % 50 == 10, Flaky = apnsDevice && deviceCount >= 20 && i % 20 == 3 };
             if (devices[i].DeadToken)
             {
                 apns.Unregister(token, DateTimeOffset.UtcNow.AddDays(-3));
@@ -138,13 +166,14 @@ internal static class DemoCommand
         var clock = Stopwatch.StartNew();
         await Parallel.ForEachAsync(devices, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (device, ct) =>
         {
-            using var response = await http.PostAsJsonAsync("v1/registrations", new { platform = "apns", token = device.Token, source = "ews-push", style = device.Index % 4 == 0 ? "generic" : "badge", locale = device.Index % 8 == 0 ? "ja-JP" : "en" }, ct);
+            var style = device.Platform != "wns" && device.Index % 4 == 0 ? "generic" : "badge"; // a WNS toast carries no badge
+            using var response = await http.PostAsJsonAsync("v1/registrations", new { platform = device.Platform, token = device.Token, source = "ews-push", style, locale = device.Index % 8 == 0 ? "ja-JP" : "en" }, ct);
             response.EnsureSuccessStatusCode();
             using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
             device.RegistrationId = json.RootElement.GetProperty("id").GetString()!;
             device.Subscription = exchange.Subscribe(new Uri(json.RootElement.GetProperty("callbackUrl").GetString()!), TimeSpan.FromMinutes(30));
         });
-        Console.WriteLine($"  registered {deviceCount} devices through POST /v1/registrations in {clock.Elapsed.TotalSeconds:0.00} s; each has an EWS push subscription on the fake Exchange");
+        Console.WriteLine($"  registered {deviceCount} devices ({devices.Count(d => d.Platform == "apns")} APNs, {devices.Count(d => d.Platform == "fcm")} FCM, {devices.Count(d => d.Platform == "wns")} WNS) through POST /v1/registrations in {clock.Elapsed.TotalSeconds:0.00} s; each has an EWS push subscription on the fake Exchange");
         Console.WriteLine();
 
         // Traffic: new mail at the offered rate, one post at a time per mailbox (as Exchange does).
@@ -199,7 +228,7 @@ internal static class DemoCommand
 
             if (traffic.Elapsed >= nextProgress)
             {
-                Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount, dispatcher.Counters);
+                Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount + fcm.AcceptedCount + wns.AcceptedCount, dispatcher.Counters);
                 nextProgress += TimeSpan.FromSeconds(1);
             }
 
@@ -228,15 +257,15 @@ internal static class DemoCommand
         var complete = await WaitUntilAsync(
             () =>
             {
-                var last = LastBadges(apns);
+                var last = LastBadges(apns, fcm, wns);
                 return Task.FromResult(healthy.All(d => last.TryGetValue(d.Token, out var badge) && badge == d.Subscription.UnreadCount));
             },
             TimeSpan.FromSeconds(60),
             cancellationToken,
-            () => Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount, dispatcher.Counters));
-        Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount, dispatcher.Counters);
+            () => Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount + fcm.AcceptedCount + wns.AcceptedCount, dispatcher.Counters));
+        Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount + fcm.AcceptedCount + wns.AcceptedCount, dispatcher.Counters);
 
-        var report = Summarize(devices, apns, posted, acked, unsubscribed, postFailures, trafficSeconds, dispatcher.Counters);
+        var report = Summarize(devices, apns, fcm, wns, posted, acked, unsubscribed, postFailures, trafficSeconds, dispatcher.Counters);
         var deadOk = devices.Where(d => d.DeadToken && d.Sent > 0).All(d => d.Subscription.State == FakeSubscriptionState.Unsubscribed);
         var success = complete && deadOk && postFailures == 0;
         Console.WriteLine(report);
@@ -272,7 +301,7 @@ internal static class DemoCommand
     }
 
     private static void Progress(TimeSpan elapsed, long posted, long acked, long pushes, DispatchCounters c)
-        => Console.WriteLine($"  [{elapsed.TotalSeconds,5:0.0}s] mail events posted {posted,7}  acknowledged {acked,7}  pushes accepted by APNs {pushes,7}  retries {c.Retried,4}  deactivated {c.Deactivated,3}");
+        => Console.WriteLine($"  [{elapsed.TotalSeconds,5:0.0}s] mail events posted {posted,7}  acknowledged {acked,7}  pushes accepted {pushes,7}  retries {c.Retried,4}  deactivated {c.Deactivated,3}");
 
     private static async Task<string?> StatusAsync(HttpClient http, string id, CancellationToken cancellationToken)
     {
@@ -303,19 +332,58 @@ internal static class DemoCommand
         return await condition();
     }
 
-    /// <summary>Each token's latest accepted badge, in one pass over what the fake APNs received.</summary>
-    private static Dictionary<string, int> LastBadges(FakeApnsServer apns)
+    /// <summary>Each token's latest accepted badge, in one pass over what the fake providers received.</summary>
+    private static Dictionary<string, int> LastBadges(FakeApnsServer apns, FakeFcmServer fcm, FakeWnsServer wns)
     {
         var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (token, badge, _) in Received(apns, fcm, wns))
+        {
+            last[token] = badge;
+        }
+
+        return last;
+    }
+
+    /// <summary>Every accepted push with a badge, in arrival order per provider: (token, badge, time).</summary>
+    private static IEnumerable<(string Token, int Badge, DateTimeOffset At)> Received(FakeApnsServer apns, FakeFcmServer fcm, FakeWnsServer wns)
+    {
         foreach (var r in apns.Requests)
         {
             if (r.Accepted && BadgeOf(r.Payload) is { } badge)
             {
-                last[r.Token] = badge;
+                yield return (r.Token, badge, r.ReceivedAt);
             }
         }
 
-        return last;
+        foreach (var r in fcm.Requests)
+        {
+            if (r.Accepted && r.Token is { } token && r.Data.TryGetValue("badge", out var b) && int.TryParse(b, NumberStyles.Integer, CultureInfo.InvariantCulture, out var badge))
+            {
+                yield return (token, badge, r.ReceivedAt);
+            }
+        }
+
+        foreach (var r in wns.Requests)
+        {
+            if (r.Accepted && WnsBadgeOf(r.Body) is { } badge)
+            {
+                yield return (r.Channel, badge, r.ReceivedAt);
+            }
+        }
+    }
+
+    private static int? WnsBadgeOf(string? body)
+    {
+        const string marker = "value=\"";
+        var i = body?.IndexOf(marker, StringComparison.Ordinal) ?? -1;
+        if (i < 0)
+        {
+            return null;
+        }
+
+        var start = i + marker.Length;
+        var end = body!.IndexOf('"', start);
+        return end > start && int.TryParse(body.AsSpan(start, end - start), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : null;
     }
 
     private static int? BadgeOf(string? payload)
@@ -329,10 +397,10 @@ internal static class DemoCommand
         return json.RootElement.TryGetProperty("aps", out var aps) && aps.TryGetProperty("badge", out var b) ? b.GetInt32() : null;
     }
 
-    private static string Summarize(Device[] devices, FakeApnsServer apns, long posted, long acked, long unsubscribed, long postFailures, double seconds, DispatchCounters counters)
+    private static string Summarize(Device[] devices, FakeApnsServer apns, FakeFcmServer fcm, FakeWnsServer wns, long posted, long acked, long unsubscribed, long postFailures, double seconds, DispatchCounters counters)
     {
         // Latency per event: from Exchange starting the post to APNs accepting a push that carries that event's badge or later.
-        var received = apns.Requests.Where(r => r.Accepted).GroupBy(r => r.Token).ToDictionary(g => g.Key, g => g.Select(r => (Badge: BadgeOf(r.Payload) ?? -1, r.ReceivedAt)).ToList());
+        var received = Received(apns, fcm, wns).GroupBy(r => r.Token).ToDictionary(g => g.Key, g => g.Select(r => (r.Badge, ReceivedAt: r.At)).ToList());
         var latencies = new List<double>();
         foreach (var device in devices.Where(d => !d.DeadToken))
         {
@@ -362,9 +430,9 @@ internal static class DemoCommand
             string.Empty,
             "Summary",
             $"  events in      {posted} EWS SendNotification posts ({posted / Math.Max(0.001, seconds):0} events/s offered and acknowledged), {acked} answered OK, {unsubscribed} answered Unsubscribe, {postFailures} not acknowledged",
-            $"  pushes out     apns: {apns.AcceptedCount} accepted (coalescing folds bursts for one device into its latest badge); fcm: 0; wns: 0 (not in this build yet)",
+            $"  pushes out     apns {apns.AcceptedCount}, fcm {fcm.AcceptedCount}, wns {wns.AcceptedCount} accepted (coalescing folds a burst for one device into its latest badge)",
             $"  failures       {(rejected.Count == 0 ? "none" : string.Join(", ", rejected.Select(kv => $"{kv.Key} {kv.Value}")))}; retried {counters.Retried}, dead {counters.Dead}, expired {counters.Expired}, registrations deactivated {counters.Deactivated}",
-            $"  latency        event post -> APNs acceptance over {latencies.Count} events: p50 {P(0.50):0.0} ms, p95 {P(0.95):0.0} ms, p99 {P(0.99):0.0} ms, max {(latencies.Count == 0 ? double.NaN : latencies[^1]):0.0} ms",
+            $"  latency        event post -> provider acceptance over {latencies.Count} events: p50 {P(0.50):0.0} ms, p95 {P(0.95):0.0} ms, p99 {P(0.99):0.0} ms, max {(latencies.Count == 0 ? double.NaN : latencies[^1]):0.0} ms",
         };
         return string.Join(Environment.NewLine, lines);
     }

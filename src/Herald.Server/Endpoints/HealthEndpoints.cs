@@ -36,7 +36,7 @@ internal static class HealthEndpoints
 
         checks.Add(new ReadyCheck("database", storeOk ? "pass" : "fail", storeOk ? null : "the store does not answer"));
         checks.AddRange(providers.Checks());
-        var degraded = checks.Any(c => c.Status != "pass");
+        var degraded = checks.Any(c => c.Status is "warn" or "fail");
         var body = new ReadyResponse(storeOk ? (degraded ? "degraded" : "ready") : "unavailable", options.Value.Region, node.NodeName, checks);
         return TypedResults.Json(body, HeraldJsonContext.Default.ReadyResponse, statusCode: storeOk ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
@@ -68,6 +68,7 @@ internal static class HealthEndpoints
             {
                 Lanes = lanes,
                 OldestQueuedAgeSeconds = snapshot.OldestQueuedAt is { } oldest ? (now - oldest).TotalSeconds : null,
+                SendRatePerSecond = c.SentPerSecond,
                 Dispatch = new DispatchStats(c.Sent, c.Retried, c.Failed, c.Dead, c.Expired, c.Deactivated),
             },
             HeraldJsonContext.Default.QueueResponse);
@@ -75,12 +76,20 @@ internal static class HealthEndpoints
 }
 
 /// <summary>What the server knows about its providers' configuration, for readiness.</summary>
-public sealed class ProviderHealth(IOptionsMonitor<ApnsOptions> apns)
+public sealed class ProviderHealth(IOptionsMonitor<ApnsOptions> apns, IOptionsMonitor<Providers.Fcm.FcmOptions> fcm, IOptionsMonitor<Providers.Wns.WnsOptions> wns)
 {
     internal IEnumerable<ReadyCheck> Checks()
     {
         yield return apns.CurrentValue.HasTokenCredential
             ? new ReadyCheck("credential:apns", "pass", null)
-            : new ReadyCheck("credential:apns", "warn", "no APNs credential is configured (Herald:Apns:TeamId, KeyId, PrivateKeyFile): APNs sends wait in retry");
+            : new ReadyCheck("credential:apns", "off", "no APNs credential is configured (Herald:Apns:TeamId, KeyId, PrivateKeyFile): APNs sends wait in retry");
+        var f = fcm.CurrentValue;
+        yield return !string.IsNullOrWhiteSpace(f.ServiceAccountJson) || !string.IsNullOrWhiteSpace(f.ServiceAccountFile)
+            ? new ReadyCheck("credential:fcm", "pass", null)
+            : new ReadyCheck("credential:fcm", "off", "no FCM service account is configured (Herald:Fcm:ServiceAccountFile): FCM sends wait in retry");
+        var w = wns.CurrentValue;
+        yield return !string.IsNullOrWhiteSpace(w.PackageSid) && !string.IsNullOrWhiteSpace(w.ClientSecret)
+            ? new ReadyCheck("credential:wns", "pass", null)
+            : new ReadyCheck("credential:wns", "off", "no WNS credential is configured (Herald:Wns:PackageSid, ClientSecret): WNS sends wait in retry");
     }
 }

@@ -6,6 +6,7 @@ using Herald.Server.Auth;
 using Herald.Server.Hosting;
 using Herald.Server.Json;
 using Herald.Providers.Apns;
+using Herald.Providers.Wns;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Server.Endpoints;
@@ -29,6 +30,7 @@ internal static class RegistrationEndpoints
         IRegistrationStore store,
         PublicUrls urls,
         IOptions<ApnsOptions> apnsDefaults,
+        IOptions<WnsOptions> wnsOptions,
         TimeProvider time,
         CancellationToken cancellationToken)
     {
@@ -45,23 +47,10 @@ internal static class RegistrationEndpoints
             return Problems.BadRequest("'platform' must be one of apns, fcm, wns.");
         }
 
-        if (platform != Platform.Apns)
-        {
-            return Problems.BadRequest($"Platform '{request.Platform}' is not supported by this version of Herald yet; use 'apns'.");
-        }
-
-        if (!Validation.TryNormalizeApnsToken(request.Token, out var token, out var tokenError))
-        {
-            return Problems.BadRequest(tokenError);
-        }
-
         var defaults = apnsDefaults.Value;
-        var topic = request.Topic ?? defaults.Topic;
-        if (!Validation.IsTopic(topic))
+        if (!Targets.TryNormalize(platform, request.Token, request.Topic, defaults, wnsOptions.Value, out var token, out var topic, out var targetError))
         {
-            return Problems.BadRequest(request.Topic is null
-                ? "'topic' is required (no default topic is configured: Herald:Apns:Topic)."
-                : "'topic' must be a bundle id of letters, digits, '.', '-' or '_' (at most 255 characters).");
+            return Problems.BadRequest(targetError);
         }
 
         var environment = defaults.Environment;
@@ -115,7 +104,7 @@ internal static class RegistrationEndpoints
             TenantId = caller.TenantId,
             Platform = platform,
             Token = token,
-            Topic = topic!,
+            Topic = topic,
             Environment = environment,
             Source = source,
             Style = style,
@@ -149,7 +138,7 @@ internal static class RegistrationEndpoints
             : TypedResults.Ok(ToResponse(registration, null));
     }
 
-    private static async Task<IResult> PatchAsync(string id, HttpContext http, IRegistrationStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> PatchAsync(string id, HttpContext http, IRegistrationStore store, IOptions<ApnsOptions> apns, IOptions<WnsOptions> wns, TimeProvider time, CancellationToken cancellationToken)
     {
         var caller = CallerContext.Get(http);
         var body = await JsonBody.ReadAsync(http, HeraldJsonContext.Default.RegistrationPatch, cancellationToken);
@@ -165,11 +154,11 @@ internal static class RegistrationEndpoints
             return Problems.NotFound($"No registration '{Validation.Printable(id)}' in this tenant.");
         }
 
-        if (patch.Token is not null)
+        if (patch.Token is not null || patch.Topic is not null)
         {
-            if (!Validation.TryNormalizeApnsToken(patch.Token, out var token, out var tokenError))
+            if (!Targets.TryNormalize(registration.Platform, patch.Token ?? registration.Token, patch.Topic ?? registration.Topic, apns.Value, wns.Value, out var token, out var topic, out var targetError))
             {
-                return Problems.BadRequest(tokenError);
+                return Problems.BadRequest(targetError);
             }
 
             if (token != registration.Token && registration.Status == RegistrationStatus.Inactive)
@@ -181,16 +170,7 @@ internal static class RegistrationEndpoints
             }
 
             registration.Token = token;
-        }
-
-        if (patch.Topic is not null)
-        {
-            if (!Validation.IsTopic(patch.Topic))
-            {
-                return Problems.BadRequest("'topic' must be a bundle id of letters, digits, '.', '-' or '_' (at most 255 characters).");
-            }
-
-            registration.Topic = patch.Topic;
+            registration.Topic = topic;
         }
 
         if (patch.Environment is not null)

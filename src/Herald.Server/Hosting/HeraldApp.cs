@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Herald.Core.Pipeline;
 using Herald.Core.Planning;
+using Herald.Core.Settings;
 using Herald.Core.Ports;
 using Herald.Server.Auth;
 using Herald.Server.Endpoints;
@@ -8,6 +9,8 @@ using Herald.Server.Json;
 using Herald.Server.Workers;
 using Herald.Storage;
 using Herald.Providers.Apns;
+using Herald.Providers.Fcm;
+using Herald.Providers.Wns;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -68,6 +71,7 @@ public static partial class HeraldApp
         await services.GetRequiredService<IStoreAdmin>().MigrateAsync(cancellationToken);
         var options = services.GetRequiredService<IOptions<HeraldOptions>>().Value;
         var time = services.GetRequiredService<TimeProvider>();
+        await services.GetRequiredService<SettingsMonitor>().RefreshAsync(cancellationToken);
         var generated = await AdminKeyBootstrap.EnsureAsync(services.GetRequiredService<IAccessStore>(), options.AdminApiKey, time, cancellationToken);
 
         var store = services.GetRequiredService<IHeraldStore>();
@@ -107,6 +111,8 @@ public static partial class HeraldApp
         services.AddSingleton<IRegistrationStore>(sp => sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<IAccessStore>(sp => sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<IStoreAdmin>(sp => sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<ISettingsStore>(sp => sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<IThrottleStore>(sp => sp.GetRequiredService<IHeraldStore>());
 
         // The pipeline.
         services.AddSingleton<QueueSignal>();
@@ -114,10 +120,14 @@ public static partial class HeraldApp
         services.AddSingleton<IngestService>();
         services.AddSingleton<Dispatcher>();
         services.AddSingleton<LeaseReaper>();
+        services.AddSingleton<SettingsMonitor>();
+        services.AddSingleton<LaneThrottle>();
         services.AddHostedService<PipelineWorker>();
 
-        // Providers: APNs is always registered; without a credential its sends are retried and /readyz says why.
+        // Providers: all are registered; without a credential their sends wait in retry and /readyz says why.
         services.AddApnsProvider().BindConfiguration(ApnsOptions.SectionName).ValidateOnStart();
+        services.AddFcmProvider().BindConfiguration("Herald:Fcm").ValidateOnStart();
+        services.AddWnsProvider().BindConfiguration("Herald:Wns").ValidateOnStart();
 
         // The API.
         services.AddSingleton<ApiKeyAuthenticator>();
@@ -127,6 +137,7 @@ public static partial class HeraldApp
         services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.TypeInfoResolverChain.Insert(0, HeraldJsonContext.Default);
+            o.SerializerOptions.TypeInfoResolverChain.Insert(1, QueueJsonContext.Default);
             o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
             o.SerializerOptions.MaxDepth = 32;
         });
@@ -161,6 +172,9 @@ public static partial class HeraldApp
         });
 
         RegistrationEndpoints.Map(v1);
+        NotificationEndpoints.Map(v1);
+        TenantEndpoints.Map(v1);
+        SettingsEndpoints.Map(v1);
         HealthEndpoints.Map(app, v1);
         EwsEndpoints.Map(app);
     }

@@ -1,4 +1,5 @@
 using Herald.Core.Pipeline;
+using Herald.Core.Settings;
 
 namespace Herald.Server.Workers;
 
@@ -10,6 +11,7 @@ internal sealed partial class PipelineWorker(
     IngestService ingest,
     Dispatcher dispatcher,
     LeaseReaper reaper,
+    SettingsMonitor settings,
     TimeProvider time,
     ILogger<PipelineWorker> logger) : BackgroundService
 {
@@ -17,7 +19,8 @@ internal sealed partial class PipelineWorker(
         => Task.WhenAll(
             KeepRunningAsync("ingest", ingest.RunAsync, stoppingToken),
             KeepRunningAsync("dispatcher", dispatcher.RunAsync, stoppingToken),
-            KeepRunningAsync("lease-reaper", reaper.RunAsync, stoppingToken));
+            KeepRunningAsync("lease-reaper", reaper.RunAsync, stoppingToken),
+            KeepRunningAsync("settings", settings.RunAsync, stoppingToken));
 
     private async Task KeepRunningAsync(string name, Func<CancellationToken, Task> loop, CancellationToken stoppingToken)
     {

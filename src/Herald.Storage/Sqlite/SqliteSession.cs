@@ -13,7 +13,10 @@ namespace Herald.Storage.Sqlite;
 /// </summary>
 internal sealed class SqliteSession : IDisposable
 {
+    private const int UuidsPerFill = 256;
     private readonly Dictionary<string, SqliteStatement> _statements = new(StringComparer.Ordinal);
+    private readonly byte[] _random = new byte[16 * UuidsPerFill];
+    private int _randomUsed = UuidsPerFill;
 
     private SqliteSession(SqliteConnection connection) => Connection = connection;
 
@@ -21,6 +24,28 @@ internal sealed class SqliteSession : IDisposable
 
     /// <summary>Whether SQLite has a transaction open on this connection (it may have rolled one back by itself).</summary>
     public bool InTransaction => raw.sqlite3_get_autocommit(Connection.Handle) == 0;
+
+    /// <summary>The rowid of the last row inserted on this connection (after a plain <c>INSERT</c>, without a reader).</summary>
+    public long LastInsertRowId => raw.sqlite3_last_insert_rowid(Connection.Handle);
+
+    /// <summary>
+    /// A new random (version 4) UUID in RFC 4122 byte order, for a message id. The random bytes are drawn
+    /// 256 UUIDs at a time: <see cref="Guid.NewGuid"/> asks the kernel once per call, which showed up in bulk
+    /// enqueue profiles.
+    /// </summary>
+    public byte[] NewUuidBytes()
+    {
+        if (_randomUsed == UuidsPerFill)
+        {
+            System.Security.Cryptography.RandomNumberGenerator.Fill(_random);
+            _randomUsed = 0;
+        }
+
+        var uuid = _random.AsSpan(16 * _randomUsed++, 16).ToArray();
+        uuid[6] = (byte)((uuid[6] & 0x0F) | 0x40); // version 4
+        uuid[8] = (byte)((uuid[8] & 0x3F) | 0x80); // RFC 4122 variant
+        return uuid;
+    }
 
     /// <summary>Opens a connection and applies the connection-level pragmas.</summary>
     public static SqliteSession Open(string connectionString, string pragmas)
@@ -142,6 +167,12 @@ internal sealed class SqliteStatement : IDisposable
         return this;
     }
 
+    public SqliteStatement Set(int index, double value)
+    {
+        _parameters[index].Value = value;
+        return this;
+    }
+
     public SqliteStatement Set(int index, byte[]? value)
     {
         _parameters[index].Value = value is null ? DBNull.Value : value;
@@ -188,14 +219,10 @@ internal static class Db
     public static byte[] Blob(this SqliteDataReader reader, int ordinal)
         => reader.GetFieldValue<byte[]>(ordinal);
 
-    /// <summary>16 bytes in RFC 4122 order, so the column reads as the canonical UUID (and maps to PostgreSQL <c>uuid</c>).</summary>
-    public static byte[] UuidBytes(Guid value)
-    {
-        var bytes = new byte[16];
-        value.TryWriteBytes(bytes, bigEndian: true, out _);
-        return bytes;
-    }
-
+    /// <summary>
+    /// Message ids are 16 bytes in RFC 4122 order (see <see cref="SqliteSession.NewUuidBytes"/>), so the column
+    /// reads as the canonical UUID (and maps to PostgreSQL <c>uuid</c>).
+    /// </summary>
     public static Guid Uuid(this SqliteDataReader reader, int ordinal)
         => new(reader.GetFieldValue<byte[]>(ordinal), bigEndian: true);
 }

@@ -66,7 +66,7 @@ public sealed partial class SqliteStore
 
                 if (decision.Notification is { } notification)
                 {
-                    Enqueue(s, notification, now);
+                    Enqueue(s, notification, StorageJson.Serialize(notification.Content), Db.Ms(now));
                     enqueued++;
                 }
             }

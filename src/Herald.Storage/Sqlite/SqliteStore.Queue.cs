@@ -2,6 +2,7 @@ using Herald.Core.Notifications;
 using Herald.Core.Planning;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
+using Herald.Core.Security;
 using Microsoft.Data.Sqlite;
 
 namespace Herald.Storage.Sqlite;
@@ -22,6 +23,15 @@ public sealed partial class SqliteStore
         RETURNING id
         """;
 
+    // Rows without a coalescing key (direct and bulk sends) cannot conflict: a plain insert, its id from
+    // sqlite3_last_insert_rowid, no RETURNING reader per row.
+    private const string InsertDirectSql = """
+        INSERT INTO notifications (message_id, tenant_id, registration_id, request_id, lane, platform, token, topic,
+            environment, content, collapse_id, expires_at, event_at, due_at, created_at, state, attempts, last_status)
+        VALUES (@message_id, @tenant_id, @registration_id, @request_id, @lane, @platform, @token, @topic,
+            @environment, @content, @collapse_id, @expires_at, @event_at, @due_at, @due_at, 0, 0, 0)
+        """;
+
     // The replacement is due now, except that a retry backoff of the same token is kept (a 429 with
     // Retry-After is the provider asking this device's pushes to wait; new mail must not jump it). The
     // CASE expressions read the row as it was before this update.
@@ -36,20 +46,42 @@ public sealed partial class SqliteStore
         WHERE id = @id
         """;
 
-    // One statement: pick the due rows (priority lane first, then by due time) and lease them.
-    // `lane IN (0, 1)` lets SQLite walk ix_notifications_due lane by lane in order instead of scanning it;
-    // it lists every Lane (a test fails when Core adds one). A row waits while another row with its
-    // coalescing key is being sent (one in flight per key: no reordered badges, no racing a retry).
-    private const string ClaimSql = """
+    // The distinct tenants with pending rows in lane @lane, one index seek each (a loose index scan of
+    // ix_notifications_tenant_due), so the cost is the number of tenants, not the number of rows.
+    private const string LaneTenantsCte = """
+        WITH RECURSIVE lane_tenants (tid) AS (
+            SELECT (SELECT MIN(tenant_id) FROM notifications WHERE lane = @lane AND state IN (0, 2))
+            UNION ALL
+            SELECT (SELECT MIN(n.tenant_id) FROM notifications AS n WHERE n.lane = @lane AND n.state IN (0, 2) AND n.tenant_id > t.tid)
+            FROM lane_tenants AS t
+            WHERE t.tid IS NOT NULL)
+        """;
+
+    private const string CountLaneTenantsSql = LaneTenantsCte + "\nSELECT COUNT(*) FROM lane_tenants WHERE tid IS NOT NULL";
+
+    // One pass of a lane's claim. Each tenant offers its oldest @per_tenant due rows (an index range per
+    // tenant, never the whole backlog); the tenants then take turns (turn n = each tenant's n-th row, in
+    // due order), and the first @max rows are leased. A row waits while another row with its coalescing key
+    // is being sent (one in flight per key: no reordered badges, no racing a retry). `lane = @lane` and
+    // `state IN (0, 2)` are written as the partial index states them, so SQLite uses it.
+    private const string ClaimLaneSql = LaneTenantsCte + """
+        ,
+        candidates (id, tenant_id, due_at) AS (
+            SELECT c.id, c.tenant_id, c.due_at
+            FROM lane_tenants AS t
+            JOIN notifications AS c ON c.id IN (
+                SELECT n.id FROM notifications AS n
+                WHERE n.lane = @lane AND n.tenant_id = t.tid AND n.state IN (0, 2) AND n.due_at <= @now
+                    AND (n.coalesce_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM notifications AS f WHERE f.coalesce_key = n.coalesce_key AND f.state = 1))
+                ORDER BY n.due_at, n.id
+                LIMIT @per_tenant)
+            WHERE t.tid IS NOT NULL),
+        turns (id, turn, due_at) AS (
+            SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY due_at, id), due_at FROM candidates)
         UPDATE notifications
         SET state = 1, lease_owner = @owner, lease_until = @lease_until, attempts = attempts + 1
-        WHERE id IN (
-            SELECT n.id FROM notifications AS n
-            WHERE n.lane IN (0, 1) AND n.state IN (0, 2) AND n.due_at <= @now
-                AND (n.coalesce_key IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM notifications AS f WHERE f.coalesce_key = n.coalesce_key AND f.state = 1))
-            ORDER BY n.lane, n.due_at, n.id
-            LIMIT @max)
+        WHERE id IN (SELECT id FROM turns ORDER BY turn, due_at, id LIMIT @max)
         RETURNING id, message_id, tenant_id, registration_id, lane, platform, token, topic, environment,
             content, collapse_id, expires_at, event_at, attempts
         """;
@@ -59,9 +91,14 @@ public sealed partial class SqliteStore
         UPDATE notifications
         SET state = @state, lease_owner = NULL, lease_until = NULL, last_status = @status, last_reason = @reason,
             due_at = COALESCE(@due_at, due_at), sent_at = COALESCE(@sent_at, sent_at), completed_at = @completed_at,
-            token = CASE WHEN @completed_at IS NULL THEN token ELSE '' END
+            token = CASE WHEN @state IN (3, 4, 5) THEN '' ELSE token END
         WHERE id = @id AND lease_owner = @owner AND state = 1
-        RETURNING registration_id
+        RETURNING registration_id, attempts
+        """;
+
+    private const string InsertAttemptSql = """
+        INSERT INTO notification_attempts (notification_id, attempt, at, outcome, status, reason)
+        VALUES (@notification_id, @attempt, @at, @outcome, @status, @reason)
         """;
 
     private const string SelectLeasedSql =
@@ -80,7 +117,11 @@ public sealed partial class SqliteStore
         WHERE id = @id
         """;
 
-    private const string RecordPushSql = "UPDATE registrations SET last_push_at = @at, last_push_result = @result WHERE id = @id";
+    // Never back in time: outcomes of one batch may be recorded out of order.
+    private const string RecordPushSql = """
+        UPDATE registrations SET last_push_at = @at, last_push_result = @result
+        WHERE id = @id AND (last_push_at IS NULL OR last_push_at <= @at)
+        """;
 
     // Only an active registration whose token is still the one that failed: a token rotated since the
     // claim must not be deactivated by the old token's failure.
@@ -89,13 +130,15 @@ public sealed partial class SqliteStore
         WHERE id = @id AND status = 0 AND token = @token
         """;
 
+    // `state IN (0, 2, 6)` is ix_notifications_registration's condition, written out so SQLite uses it.
     private const string FailPendingOfRegistrationSql = """
         UPDATE notifications SET state = 4, last_reason = @reason, completed_at = @at, token = ''
-        WHERE registration_id = @registration_id AND state IN (0, 2)
+        WHERE registration_id = @registration_id AND state IN (0, 2, 6) AND state IN (0, 2)
         """;
 
+    // Not ordered by id here: that would walk the whole table in rowid order instead of ix_notifications_lease.
     private const string SelectExpiredLeasesSql =
-        "SELECT id, coalesce_key, content, event_at FROM notifications WHERE state = 1 AND lease_until < @now ORDER BY id";
+        "SELECT id, coalesce_key, content, event_at FROM notifications WHERE state = 1 AND lease_until < @now";
 
     private const string ReleaseSql =
         "UPDATE notifications SET state = 2, due_at = @due_at, lease_owner = NULL, lease_until = NULL WHERE id = @id AND state = 1";
@@ -105,20 +148,25 @@ public sealed partial class SqliteStore
         WHERE id = @id AND state = 1
         """;
 
-    private const string NextDueSql = """
-        SELECT MIN(due) FROM (
-            SELECT MIN(due_at) AS due FROM notifications WHERE lane = 0 AND state IN (0, 2)
-            UNION ALL
-            SELECT MIN(due_at) FROM notifications WHERE lane = 1 AND state IN (0, 2))
+    // The earliest due time of a lane: each tenant's first pending row, one seek per tenant.
+    private const string NextDueOfLaneSql = LaneTenantsCte + """
+
+        SELECT MIN((SELECT MIN(n.due_at) FROM notifications AS n WHERE n.lane = @lane AND n.tenant_id = t.tid AND n.state IN (0, 2)))
+        FROM lane_tenants AS t
+        WHERE t.tid IS NOT NULL
         """;
 
     private const string RecordColumns =
-        "id, tenant_id, registration_id, lane, state, attempts, created_at, due_at, last_status, last_reason, sent_at";
+        "id, tenant_id, registration_id, lane, state, attempts, created_at, due_at, last_status, last_reason, sent_at, platform, token";
 
+    // Their attempt rows go with them (ON DELETE CASCADE).
     private const string PurgeSql = """
         DELETE FROM notifications WHERE id IN (
             SELECT id FROM notifications WHERE state IN (3, 4, 5, 6) AND completed_at < @before LIMIT @max)
         """;
+
+    /// <summary>Every lane, in claiming order (a test fails when Core adds one).</summary>
+    internal static readonly Lane[] Lanes = [Lane.Priority, Lane.Standard];
 
     /// <summary>The <c>last_reason</c> of a row folded into a newer pending row with the same coalescing key.</summary>
     internal const string CoalescedReason = "Coalesced";
@@ -135,11 +183,22 @@ public sealed partial class SqliteStore
         return await WriteAsync(
             s =>
             {
-                var now = _time.GetUtcNow();
+                var nowMs = Db.Ms(_time.GetUtcNow());
                 var ids = new long[notifications.Count];
+                NotificationContent? lastContent = null;
+                string? lastJson = null;
                 for (var i = 0; i < ids.Length; i++)
                 {
-                    ids[i] = Enqueue(s, notifications[i] ?? throw new ArgumentException("A notification is null.", nameof(notifications)), now);
+                    var notification = notifications[i] ?? throw new ArgumentException("A notification is null.", nameof(notifications));
+
+                    // A bulk request shares one content object among its targets: serialise it once.
+                    if (!ReferenceEquals(notification.Content, lastContent))
+                    {
+                        lastContent = notification.Content ?? throw new ArgumentException("A notification has no content.", nameof(notifications));
+                        lastJson = StorageJson.Serialize(lastContent);
+                    }
+
+                    ids[i] = Enqueue(s, notification, lastJson!, nowMs);
                 }
 
                 return ids;
@@ -148,15 +207,17 @@ public sealed partial class SqliteStore
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<ClaimedNotification>> ClaimAsync(string owner, int max, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<ClaimedNotification>> ClaimAsync(string owner, ClaimLimits limits, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(owner);
-        if (max <= 0)
+        ArgumentOutOfRangeException.ThrowIfNegative(limits.Priority, nameof(limits));
+        ArgumentOutOfRangeException.ThrowIfNegative(limits.Standard, nameof(limits));
+        if (limits.Priority == 0 && limits.Standard == 0)
         {
             return [];
         }
 
-        return await WriteAsync(s => Claim(s, owner, max, now, lease), cancellationToken).ConfigureAwait(false);
+        return await WriteAsync(s => Claim(s, owner, limits, now, lease), cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -196,7 +257,19 @@ public sealed partial class SqliteStore
     /// <inheritdoc />
     public Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
         => ReadAsync(
-            static s => s.Statement(NextDueSql).Scalar() is long ms ? Db.Time(ms) : (DateTimeOffset?)null,
+            static s =>
+            {
+                long? next = null;
+                foreach (var lane in Lanes)
+                {
+                    if (s.Statement(NextDueOfLaneSql, "@lane").Set(0, (long)lane).Scalar() is long ms && (next is null || ms < next))
+                    {
+                        next = ms;
+                    }
+                }
+
+                return next is { } due ? Db.Time(due) : (DateTimeOffset?)null;
+            },
             cancellationToken);
 
     /// <inheritdoc />
@@ -218,42 +291,6 @@ public sealed partial class SqliteStore
                 return new QueueSnapshot(counts, oldest is long ms ? Db.Time(ms) : null);
             },
             cancellationToken);
-
-    /// <inheritdoc />
-    public Task<NotificationRecord?> GetNotificationAsync(long id, CancellationToken cancellationToken)
-        => ReadAsync(
-            s =>
-            {
-                using var reader = s.Statement("SELECT " + RecordColumns + " FROM notifications WHERE id = @id", "@id").Set(0, id).Query();
-                return reader.Read() ? ReadRecord(reader) : null;
-            },
-            cancellationToken);
-
-    /// <inheritdoc />
-    public Task<IReadOnlyList<NotificationRecord>> GetRequestNotificationsAsync(string tenantId, string requestId, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(tenantId);
-        ArgumentNullException.ThrowIfNull(requestId);
-        return ReadAsync<IReadOnlyList<NotificationRecord>>(
-            s =>
-            {
-                var records = new List<NotificationRecord>();
-                using var reader = s.Statement(
-                        "SELECT " + RecordColumns + " FROM notifications WHERE request_id = @request_id AND tenant_id = @tenant_id ORDER BY id",
-                        "@request_id",
-                        "@tenant_id")
-                    .Set(0, requestId)
-                    .Set(1, tenantId)
-                    .Query();
-                while (reader.Read())
-                {
-                    records.Add(ReadRecord(reader));
-                }
-
-                return records;
-            },
-            cancellationToken);
-    }
 
     /// <inheritdoc />
     public async Task<int> PurgeCompletedAsync(DateTimeOffset olderThan, int batchSize, CancellationToken cancellationToken)
@@ -288,16 +325,20 @@ public sealed partial class SqliteStore
     /// when its retry backoff ends), the older event time (latency counts from the first waiting event).
     /// A row being sent is never touched. Returns the row id.
     /// </summary>
-    private static long Enqueue(SqliteSession s, NewNotification notification, DateTimeOffset now)
+    private static long Enqueue(SqliteSession s, NewNotification notification, string contentJson, long nowMs)
     {
+        if (notification.CoalesceKey is null)
+        {
+            return InsertDirect(s, notification, contentJson, nowMs);
+        }
+
         // Insert first: the unique index finds a pending row with the key as part of the insert, so the
         // common case (nothing waiting for the key) is one statement.
-        var nowMs = Db.Ms(now);
         var insert = s.Statement(
             InsertNotificationSql,
             "@message_id", "@tenant_id", "@registration_id", "@request_id", "@lane", "@platform", "@token", "@topic",
             "@environment", "@content", "@collapse_id", "@expires_at", "@event_at", "@due_at", "@coalesce_key", "@created_at");
-        BindNotification(insert, notification, StorageJson.Serialize(notification.Content), notification.EventAt, nowMs);
+        BindNotification(s, insert, notification, contentJson, notification.EventAt, nowMs);
         if (insert.Set(14, notification.CoalesceKey).Set(15, nowMs).Scalar() is long id)
         {
             return id;
@@ -324,16 +365,28 @@ public sealed partial class SqliteStore
             ReplacePendingSql,
             "@message_id", "@tenant_id", "@registration_id", "@request_id", "@lane", "@platform", "@token", "@topic",
             "@environment", "@content", "@collapse_id", "@expires_at", "@event_at", "@due_at", "@id");
-        BindNotification(replace, notification, StorageJson.Serialize(merged), Earlier(pendingEventAt, notification.EventAt), nowMs);
+        BindNotification(s, replace, notification, StorageJson.Serialize(merged), Earlier(pendingEventAt, notification.EventAt), nowMs);
         replace.Set(14, pendingId).Execute();
         return pendingId;
     }
 
-    private static void BindNotification(SqliteStatement statement, NewNotification n, string contentJson, DateTimeOffset? eventAt, long dueMs)
+    /// <summary>Queues a notification without a coalescing key: nothing to replace, one plain insert.</summary>
+    private static long InsertDirect(SqliteSession s, NewNotification notification, string contentJson, long nowMs)
+    {
+        var insert = s.Statement(
+            InsertDirectSql,
+            "@message_id", "@tenant_id", "@registration_id", "@request_id", "@lane", "@platform", "@token", "@topic",
+            "@environment", "@content", "@collapse_id", "@expires_at", "@event_at", "@due_at");
+        BindNotification(s, insert, notification, contentJson, notification.EventAt, nowMs);
+        insert.Execute();
+        return s.LastInsertRowId;
+    }
+
+    private static void BindNotification(SqliteSession session, SqliteStatement statement, NewNotification n, string contentJson, DateTimeOffset? eventAt, long dueMs)
     {
         // A new UUID v4 per queued content; retries of the same row keep it (the APNs apns-id).
         statement
-            .Set(0, Db.UuidBytes(Guid.NewGuid()))
+            .Set(0, session.NewUuidBytes())
             .Set(1, n.TenantId)
             .Set(2, n.RegistrationId)
             .Set(3, n.RequestId)
@@ -352,36 +405,18 @@ public sealed partial class SqliteStore
     private static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b)
         => a is null ? b : b is null ? a : (a.Value <= b.Value ? a : b);
 
-    private static List<ClaimedNotification> Claim(SqliteSession s, string owner, int max, DateTimeOffset now, TimeSpan lease)
+    private static List<ClaimedNotification> Claim(SqliteSession s, string owner, ClaimLimits limits, DateTimeOffset now, TimeSpan lease)
     {
-        var claimed = new List<ClaimedNotification>(Math.Min(max, 1024));
-        using (var reader = s.Statement(ClaimSql, "@owner", "@lease_until", "@now", "@max")
-                   .Set(0, owner)
-                   .Set(1, now + lease)
-                   .Set(2, now)
-                   .Set(3, max)
-                   .Query())
+        var claimed = new List<ClaimedNotification>(Math.Min(limits.Total, 1024));
+        var perTenant = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (limits.Priority > 0)
         {
-            while (reader.Read())
-            {
-                claimed.Add(new ClaimedNotification
-                {
-                    Id = reader.GetInt64(0),
-                    MessageId = reader.Uuid(1),
-                    TenantId = reader.GetString(2),
-                    RegistrationId = reader.StringOrNull(3),
-                    Lane = (Lane)reader.GetInt32(4),
-                    Platform = (Platform)reader.GetInt32(5),
-                    Token = reader.GetString(6),
-                    Topic = reader.GetString(7),
-                    Environment = (PushEnvironment)reader.GetInt32(8),
-                    Content = StorageJson.DeserializeContent(reader.GetString(9)),
-                    CollapseId = reader.StringOrNull(10),
-                    ExpiresAt = reader.TimeOrNull(11),
-                    EventAt = reader.TimeOrNull(12),
-                    Attempt = reader.GetInt32(13),
-                });
-            }
+            ClaimLane(s, Lane.Priority, limits.Priority, owner, now, lease, claimed, perTenant);
+        }
+
+        if (limits.Standard > 0)
+        {
+            ClaimLane(s, Lane.Standard, limits.Standard, owner, now, lease, claimed, perTenant);
         }
 
         // RETURNING yields rows in no particular order; hand them out priority lane first, oldest first.
@@ -389,76 +424,171 @@ public sealed partial class SqliteStore
         return claimed;
     }
 
-    private int Complete(SqliteSession s, string owner, IReadOnlyList<DeliveryOutcome> outcomes)
+    /// <summary>
+    /// Leases up to <paramref name="max"/> due rows of one lane, tenants taking turns. The first pass offers
+    /// each tenant an equal share (so the candidates are about <paramref name="max"/> rows, not tenants ×
+    /// max); when tenants with fewer due rows leave room, the tenants that used their whole share take the
+    /// next turns in another pass. The result is the same as ranking every due row at once.
+    /// </summary>
+    private static void ClaimLane(
+        SqliteSession s, Lane lane, int max, string owner, DateTimeOffset now, TimeSpan lease, List<ClaimedNotification> claimed, Dictionary<string, int> perTenant)
     {
-        var applied = 0;
-        foreach (var outcome in outcomes)
+        var tenants = s.Statement(CountLaneTenantsSql, "@lane").Set(0, (long)lane).Scalar() is long n ? n : 0;
+        if (tenants == 0)
         {
-            var state = outcome.State;
-            var reason = outcome.Reason;
-            if (state == NotificationState.Retrying && FoldLeasedIntoPending(s, outcome.NotificationId, owner, outcome.RetryAt ?? outcome.CompletedAt))
+            return;
+        }
+
+        var share = (int)Math.Min(max, (max + tenants - 1) / tenants);
+        var left = max;
+        while (true)
+        {
+            perTenant.Clear();
+            var taken = ClaimPass(s, lane, share, left, owner, now, lease, claimed, perTenant);
+            left -= taken;
+            if (left <= 0 || taken == 0)
             {
-                // A newer notification with the same key is already waiting and now carries this one's content.
-                state = NotificationState.Failed;
-                reason = CoalescedReason;
+                return;
             }
 
-            // The token that failed, read before the row forgets it (rare: dead tokens only).
-            var failedToken = outcome.DeactivateRegistration
-                ? s.Statement(SelectLeasedTokenSql, "@id", "@owner").Set(0, outcome.NotificationId).Set(1, owner).Scalar() as string
-                : null;
-            var at = outcome.CompletedAt;
-            var terminal = state is not NotificationState.Retrying;
-            string? registrationId;
-            using (var reader = s.Statement(CompleteSql, "@state", "@status", "@reason", "@due_at", "@sent_at", "@completed_at", "@id", "@owner")
-                       .Set(0, (long)state)
-                       .Set(1, outcome.StatusCode)
-                       .Set(2, reason)
-                       .Set(3, state == NotificationState.Retrying ? outcome.RetryAt ?? at : null)
-                       .Set(4, state == NotificationState.Sent ? at : null)
-                       .Set(5, terminal ? at : null)
-                       .Set(6, outcome.NotificationId)
-                       .Set(7, owner)
-                       .Query())
+            var full = 0;
+            foreach (var count in perTenant.Values)
             {
-                if (!reader.Read())
+                if (count >= share)
                 {
-                    continue; // not (or no longer) leased to this owner: fenced off
+                    full++;
                 }
-
-                registrationId = reader.StringOrNull(0);
             }
 
-            applied++;
-            if (registrationId is null)
+            if (full == 0)
             {
-                continue;
+                return; // every tenant gave all its due rows
             }
 
-            s.Statement(RecordPushSql, "@at", "@result", "@id")
-                .Set(0, at)
-                .Set(1, PushResultText(outcome))
+            share = (left + full - 1) / full;
+        }
+    }
+
+    private static int ClaimPass(
+        SqliteSession s, Lane lane, int share, int max, string owner, DateTimeOffset now, TimeSpan lease, List<ClaimedNotification> claimed, Dictionary<string, int> perTenant)
+    {
+        var taken = 0;
+        using var reader = s.Statement(ClaimLaneSql, "@lane", "@now", "@per_tenant", "@owner", "@lease_until", "@max")
+            .Set(0, (long)lane)
+            .Set(1, now)
+            .Set(2, share)
+            .Set(3, owner)
+            .Set(4, now + lease)
+            .Set(5, max)
+            .Query();
+        while (reader.Read())
+        {
+            var tenantId = reader.GetString(2);
+            claimed.Add(new ClaimedNotification
+            {
+                Id = reader.GetInt64(0),
+                MessageId = reader.Uuid(1),
+                TenantId = tenantId,
+                RegistrationId = reader.StringOrNull(3),
+                Lane = (Lane)reader.GetInt32(4),
+                Platform = (Platform)reader.GetInt32(5),
+                Token = reader.GetString(6),
+                Topic = reader.GetString(7),
+                Environment = (PushEnvironment)reader.GetInt32(8),
+                Content = StorageJson.DeserializeContent(reader.GetString(9)),
+                CollapseId = reader.StringOrNull(10),
+                ExpiresAt = reader.TimeOrNull(11),
+                EventAt = reader.TimeOrNull(12),
+                Attempt = reader.GetInt32(13),
+            });
+            perTenant[tenantId] = perTenant.TryGetValue(tenantId, out var count) ? count + 1 : 1;
+            taken++;
+        }
+
+        return taken;
+    }
+
+    /// <summary>
+    /// Records one outcome the long way: retries (which may fold into a newer pending row with their key)
+    /// and dead tokens (which deactivate the registration). Returns whether the row was still leased to
+    /// <paramref name="owner"/>.
+    /// </summary>
+    private bool CompleteOne(SqliteSession s, string owner, DeliveryOutcome outcome)
+    {
+        var state = outcome.State;
+        var reason = outcome.Reason;
+        if (state == NotificationState.Retrying && FoldLeasedIntoPending(s, outcome.NotificationId, owner, outcome.RetryAt ?? outcome.CompletedAt))
+        {
+            // A newer notification with the same key is already waiting and now carries this one's content.
+            state = NotificationState.Failed;
+            reason = CoalescedReason;
+        }
+
+        // The token that failed, read before the row forgets it (rare: dead tokens only).
+        var failedToken = outcome.DeactivateRegistration
+            ? s.Statement(SelectLeasedTokenSql, "@id", "@owner").Set(0, outcome.NotificationId).Set(1, owner).Scalar() as string
+            : null;
+        var at = outcome.CompletedAt;
+        var terminal = state is not NotificationState.Retrying;
+        string? registrationId;
+        int attempts;
+        using (var reader = s.Statement(CompleteSql, "@state", "@status", "@reason", "@due_at", "@sent_at", "@completed_at", "@id", "@owner")
+                   .Set(0, (long)state)
+                   .Set(1, outcome.StatusCode)
+                   .Set(2, reason)
+                   .Set(3, state == NotificationState.Retrying ? outcome.RetryAt ?? at : null)
+                   .Set(4, state == NotificationState.Sent ? at : null)
+                   .Set(5, terminal ? at : null)
+                   .Set(6, outcome.NotificationId)
+                   .Set(7, owner)
+                   .Query())
+        {
+            if (!reader.Read())
+            {
+                return false; // not (or no longer) leased to this owner: fenced off
+            }
+
+            registrationId = reader.StringOrNull(0);
+            attempts = reader.GetInt32(1);
+        }
+
+        // The attempt as the pipeline saw it (a retry folded into a newer row is still a retry here).
+        s.Statement(InsertAttemptSql, "@notification_id", "@attempt", "@at", "@outcome", "@status", "@reason")
+            .Set(0, outcome.NotificationId)
+            .Set(1, outcome.Attempt > 0 ? outcome.Attempt : attempts)
+            .Set(2, at)
+            .Set(3, (long)outcome.State)
+            .Set(4, outcome.StatusCode)
+            .Set(5, outcome.Reason)
+            .Execute();
+        if (registrationId is null)
+        {
+            return true;
+        }
+
+        s.Statement(RecordPushSql, "@at", "@result", "@id")
+            .Set(0, at)
+            .Set(1, PushResultText(outcome))
+            .Set(2, registrationId)
+            .Execute();
+
+        if (failedToken is not null)
+        {
+            var inactiveReason = string.IsNullOrEmpty(outcome.Reason) ? "TokenInvalid" : outcome.Reason;
+            var deactivated = s.Statement(DeactivateSql, "@reason", "@at", "@id", "@token")
+                .Set(0, inactiveReason)
+                .Set(1, at)
                 .Set(2, registrationId)
+                .Set(3, failedToken)
                 .Execute();
-
-            if (failedToken is not null)
+            if (deactivated > 0)
             {
-                var inactiveReason = string.IsNullOrEmpty(outcome.Reason) ? "TokenInvalid" : outcome.Reason;
-                var deactivated = s.Statement(DeactivateSql, "@reason", "@at", "@id", "@token")
-                    .Set(0, inactiveReason)
-                    .Set(1, at)
-                    .Set(2, registrationId)
-                    .Set(3, failedToken)
-                    .Execute();
-                if (deactivated > 0)
-                {
-                    FailPendingOfRegistration(s, registrationId, "RegistrationInactive", at);
-                    Log.Deactivated(_logger, registrationId, inactiveReason);
-                }
+                FailPendingOfRegistration(s, registrationId, "RegistrationInactive", at);
+                Log.Deactivated(_logger, registrationId, inactiveReason);
             }
         }
 
-        return applied;
+        return true;
     }
 
     /// <summary>
@@ -540,6 +670,8 @@ public sealed partial class SqliteStore
             return (0, 0);
         }
 
+        expired.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+
         // "Due now" is the clock's now: at start-up the host passes DateTimeOffset.MaxValue to release every lease.
         var clock = _time.GetUtcNow();
         var due = now < clock ? now : clock;
@@ -570,7 +702,11 @@ public sealed partial class SqliteStore
         DueAt: reader.Time(7),
         LastStatus: reader.GetInt32(8),
         LastReason: reader.StringOrNull(9),
-        SentAt: reader.TimeOrNull(10));
+        SentAt: reader.TimeOrNull(10))
+    {
+        Platform = (Platform)reader.GetInt32(11),
+        TokenFingerprint = reader.GetString(12) is { Length: > 0 } token ? Redact.Token(token) : null,
+    };
 
     /// <summary>The registration's <c>last_push_result</c>: the state, then the provider's status and reason when given.</summary>
     private static string PushResultText(DeliveryOutcome outcome)

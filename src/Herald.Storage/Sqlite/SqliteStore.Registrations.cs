@@ -33,10 +33,26 @@ public sealed partial class SqliteStore
         WHERE id = @id
         """;
 
+    // Pending and dead rows (a dead row may be requeued) follow the registration to its new token.
     private const string RetargetPendingSql = """
         UPDATE notifications SET token = @token, topic = @topic, environment = @environment
-        WHERE registration_id = @registration_id AND state IN (0, 2)
+        WHERE registration_id = @registration_id AND state IN (0, 2, 6)
         """;
+
+    // A deleted registration's dead rows forget their token too (they can no longer be requeued).
+    private const string ForgetDeadTokensSql = """
+        UPDATE notifications SET token = ''
+        WHERE registration_id = @registration_id AND state IN (0, 2, 6) AND state = 6
+        """;
+
+    // The ids come as one JSON array, so one prepared statement serves any number of them. `+tenant_id`
+    // keeps SQLite from walking the tenant's index (every registration of the tenant) instead of looking
+    // the ids up by primary key.
+    private const string SelectRegistrationsByIdsSql =
+        "SELECT " + RegistrationColumns + " FROM registrations WHERE id IN (SELECT value FROM json_each(@ids)) AND +tenant_id = @tenant_id AND status <> 2";
+
+    /// <summary>How many ids one <see cref="GetManyAsync"/> statement looks up.</summary>
+    internal const int GetManyChunk = 500;
 
     private const string DeleteRegistrationSql = """
         UPDATE registrations
@@ -114,6 +130,41 @@ public sealed partial class SqliteStore
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyDictionary<string, Registration>> GetManyAsync(string tenantId, IReadOnlyCollection<string> ids, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(tenantId);
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Count == 0)
+        {
+            return Task.FromResult<IReadOnlyDictionary<string, Registration>>(new Dictionary<string, Registration>(StringComparer.Ordinal));
+        }
+
+        return ReadAsync<IReadOnlyDictionary<string, Registration>>(
+            s =>
+            {
+                var found = new Dictionary<string, Registration>(Math.Min(ids.Count, 4096), StringComparer.Ordinal);
+                var chunk = new List<string>(Math.Min(ids.Count, GetManyChunk));
+                foreach (var id in ids)
+                {
+                    chunk.Add(id ?? throw new ArgumentException("A registration id is null.", nameof(ids)));
+                    if (chunk.Count == GetManyChunk)
+                    {
+                        ReadRegistrations(s, tenantId, chunk, found);
+                        chunk.Clear();
+                    }
+                }
+
+                if (chunk.Count > 0)
+                {
+                    ReadRegistrations(s, tenantId, chunk, found);
+                }
+
+                return found;
+            },
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task<bool> UpdateAsync(Registration registration, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(registration);
@@ -136,6 +187,7 @@ public sealed partial class SqliteStore
                 // The callback key hash stays, so the next callback for it answers Unsubscribe. Failing the
                 // pending rows also drops the token from them; a row being sent forgets it when completed.
                 FailPendingOfRegistration(s, id, "RegistrationDeleted", now);
+                ForgetDeadTokens(s, id);
                 return true;
             },
             cancellationToken);
@@ -183,6 +235,11 @@ public sealed partial class SqliteStore
             FailPendingOfRegistration(s, registration.Id, deleted ? "RegistrationDeleted" : "RegistrationInactive", now);
         }
 
+        if (deleted)
+        {
+            ForgetDeadTokens(s, registration.Id);
+        }
+
         if (!deleted && (newToken != token || registration.Topic != topic || registration.Environment != environment))
         {
             // Queued work follows the device to its new token (a rotation must not send to the old one).
@@ -196,6 +253,22 @@ public sealed partial class SqliteStore
 
         return true;
     }
+
+    private static void ReadRegistrations(SqliteSession s, string tenantId, List<string> ids, Dictionary<string, Registration> found)
+    {
+        using var reader = s.Statement(SelectRegistrationsByIdsSql, "@ids", "@tenant_id")
+            .Set(0, StorageJson.Serialize(ids))
+            .Set(1, tenantId)
+            .Query();
+        while (reader.Read())
+        {
+            var registration = ReadRegistration(reader);
+            found[registration.Id] = registration;
+        }
+    }
+
+    private static void ForgetDeadTokens(SqliteSession s, string registrationId)
+        => s.Statement(ForgetDeadTokensSql, "@registration_id").Set(0, registrationId).Execute();
 
     private static Registration ReadRegistration(SqliteDataReader reader) => new()
     {
