@@ -174,7 +174,7 @@ public sealed class QueueApiTests
         var a = await TenantClientAsync(gw, "tenant-a", ct);
         var b = await TenantClientAsync(gw, "tenant-b", ct);
 
-        await SendAsync(a, Devices(Enumerable.Range(0, 20_000).Select(i => Token(10, i)), "priority"), ct);
+        await SendAsync(a, Devices(Enumerable.Range(0, 100_000).Select(i => Token(10, i)), "priority"), ct);
         var bToken = Token(11, 1);
         await SendAsync(b, Devices([bToken], "priority"), ct);
 

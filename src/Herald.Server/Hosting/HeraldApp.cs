@@ -200,8 +200,7 @@ public static partial class HeraldApp
             catch (DbException ex) when (!context.Response.HasStarted)
             {
                 Log.StoreUnavailable(logger, ex);
-                context.Response.Headers.RetryAfter = "1";
-                await WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "The database is unavailable; retry shortly.");
+                await WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "The database is unavailable; retry shortly.", retryAfter: "5");
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
@@ -214,10 +213,15 @@ public static partial class HeraldApp
             }
         }
 
-        private static Task WriteAsync(HttpContext context, int status, string detail)
+        private static Task WriteAsync(HttpContext context, int status, string detail, string? retryAfter = null)
         {
             context.Response.Clear();
             context.Response.StatusCode = status;
+            if (retryAfter is not null)
+            {
+                context.Response.Headers.RetryAfter = retryAfter;
+            }
+
             return TypedResults.Problem(detail, statusCode: status).ExecuteAsync(context);
         }
 
