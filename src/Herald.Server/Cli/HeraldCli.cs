@@ -18,6 +18,7 @@ public static class HeraldCli
         root.Subcommands.Add(ServeCommand());
         root.Subcommands.Add(MigrateCommand());
         root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
