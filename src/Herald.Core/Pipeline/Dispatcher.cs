@@ -338,7 +338,7 @@ public sealed partial class Dispatcher : IDisposable
         switch (result.Outcome)
         {
             case PushOutcome.Sent:
-                return Outcome(notification, NotificationState.Sent, now, result.StatusCode);
+                return Outcome(notification, NotificationState.Sent, now, result.StatusCode, result.Reason); // e.g. WNS "Dropped"
             case PushOutcome.Failed:
                 Log.PermanentFailure(_logger, notification.Id, result.StatusCode, result.Reason);
                 return Outcome(notification, NotificationState.Failed, now, result.StatusCode, result.Reason);
