@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
+using Herald.Providers.Http;
 
 namespace Herald.Providers.Apns;
 
@@ -41,10 +42,7 @@ internal sealed class ApnsEndpoint : IDisposable
             };
             if (trustedCertificate is not null)
             {
-                // Pinned trust: exactly this certificate (a self-signed local peer), nothing else.
-                var pinned = trustedCertificate.RawData;
-                handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                    certificate is not null && certificate.GetRawCertData().AsSpan().SequenceEqual(pinned);
+                PinnedCertificate.Pin(handler.SslOptions, trustedCertificate);
             }
         }
 

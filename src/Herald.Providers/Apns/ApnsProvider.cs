@@ -2,13 +2,13 @@ using System.Buffers;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Herald.Core.Notifications;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
+using Herald.Providers.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -370,21 +370,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
     }
 
     private static X509Certificate2 LoadCertificate(string pemFile)
-    {
-        // A certificate only (no private key): the first CERTIFICATE block of the PEM file.
-        var pem = File.ReadAllText(pemFile).AsSpan();
-        while (PemEncoding.TryFind(pem, out var fields))
-        {
-            if (pem[fields.Label].SequenceEqual("CERTIFICATE"))
-            {
-                return X509CertificateLoader.LoadCertificate(Convert.FromBase64String(pem[fields.Base64Data].ToString()));
-            }
-
-            pem = pem[fields.Location.End..];
-        }
-
-        throw new InvalidOperationException($"{ApnsOptions.SectionName}:{nameof(ApnsOptions.TrustedCertificateFile)} '{pemFile}' holds no PEM certificate.");
-    }
+        => PinnedCertificate.Load(pemFile, $"{ApnsOptions.SectionName}:{nameof(ApnsOptions.TrustedCertificateFile)}");
 
     private static bool IsHexToken(string token)
     {

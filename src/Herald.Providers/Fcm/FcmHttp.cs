@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Google.Apis.Http;
 using Google.Apis.Util;
+using Herald.Providers.Http;
 
 namespace Herald.Providers.Fcm;
 
@@ -38,10 +38,7 @@ internal static class FcmHttp
 
         if (trustedCertificate is not null)
         {
-            // Pinned trust: exactly this certificate (a self-signed local peer), nothing else.
-            var pinned = trustedCertificate.RawData;
-            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                certificate is not null && certificate.GetRawCertData().AsSpan().SequenceEqual(pinned);
+            PinnedCertificate.Pin(handler.SslOptions, trustedCertificate);
         }
 
         return handler;
@@ -59,20 +56,7 @@ internal static class FcmHttp
 
     /// <summary>The first CERTIFICATE block of a PEM file.</summary>
     public static X509Certificate2 LoadCertificate(string pemFile)
-    {
-        var pem = File.ReadAllText(pemFile).AsSpan();
-        while (PemEncoding.TryFind(pem, out var fields))
-        {
-            if (pem[fields.Label].SequenceEqual("CERTIFICATE"))
-            {
-                return X509CertificateLoader.LoadCertificate(Convert.FromBase64String(pem[fields.Base64Data].ToString()));
-            }
-
-            pem = pem[fields.Location.End..];
-        }
-
-        throw new InvalidOperationException($"{FcmOptions.SectionName}:{nameof(FcmOptions.TrustedCertificateFile)} '{pemFile}' holds no PEM certificate.");
-    }
+        => PinnedCertificate.Load(pemFile, $"{FcmOptions.SectionName}:{nameof(FcmOptions.TrustedCertificateFile)}");
 
     /// <summary>The options' pinned certificate, or null when none is configured.</summary>
     public static X509Certificate2? LoadTrustedCertificate(FcmOptions options)

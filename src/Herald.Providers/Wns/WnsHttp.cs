@@ -1,8 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
+using Herald.Providers.Http;
 
 namespace Herald.Providers.Wns;
 
@@ -32,11 +31,8 @@ internal static class WnsHttp
 
         if (!string.IsNullOrWhiteSpace(options.TrustedCertificateFile))
         {
-            // Pinned trust: exactly this certificate (a self-signed local peer), nothing else.
-            using var trusted = LoadCertificate(options.TrustedCertificateFile);
-            var pinned = trusted.RawData;
-            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                certificate is not null && certificate.GetRawCertData().AsSpan().SequenceEqual(pinned);
+            using var trusted = PinnedCertificate.Load(options.TrustedCertificateFile, $"{WnsOptions.SectionName}:{nameof(WnsOptions.TrustedCertificateFile)}");
+            PinnedCertificate.Pin(handler.SslOptions, trusted);
         }
 
         return new HttpMessageInvoker(handler, disposeHandler: true);
@@ -65,23 +61,6 @@ internal static class WnsHttp
         }
 
         return buffer.AsSpan(0, total).ToArray();
-    }
-
-    private static X509Certificate2 LoadCertificate(string pemFile)
-    {
-        // A certificate only (no private key): the first CERTIFICATE block of the PEM file.
-        var pem = File.ReadAllText(pemFile).AsSpan();
-        while (PemEncoding.TryFind(pem, out var fields))
-        {
-            if (pem[fields.Label].SequenceEqual("CERTIFICATE"))
-            {
-                return X509CertificateLoader.LoadCertificate(Convert.FromBase64String(pem[fields.Base64Data].ToString()));
-            }
-
-            pem = pem[fields.Location.End..];
-        }
-
-        throw new InvalidOperationException($"{WnsOptions.SectionName}:{nameof(WnsOptions.TrustedCertificateFile)} '{pemFile}' holds no PEM certificate.");
     }
 }
 

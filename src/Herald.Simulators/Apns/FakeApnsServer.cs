@@ -6,6 +6,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
+using Herald.Simulators.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -56,7 +57,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly WebApplication _app;
     private readonly FakeApnsAuth _auth;
-    private readonly FakeApnsRecorder _recorder;
+    private readonly RequestRecorder<FakeApnsRequest> _recorder;
     private readonly ConcurrentDictionary<string, Device> _devices = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, DateTimeOffset> _unregistered = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, ConcurrentQueue<Injected>> _scripts = new(StringComparer.OrdinalIgnoreCase);
@@ -73,7 +74,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
         _options = options;
         _time = time;
         _auth = new FakeApnsAuth(options);
-        _recorder = new FakeApnsRecorder(options.RecordRequests, options.MaxRecordedRequests);
+        _recorder = new RequestRecorder<FakeApnsRequest>(options.RecordRequests, options.MaxRecordedRequests);
         Certificate = certificate;
         CertificatePem = certificate?.ExportCertificatePem();
 
@@ -140,7 +141,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxStreamsPerConnection, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxRecordedRequests, 1);
 
-        var certificate = options.UseTls ? FakeApnsCertificate.Create() : null;
+        var certificate = options.UseTls ? SelfSignedCertificate.Create("CN=Herald fake APNs") : null;
         var server = new FakeApnsServer(options, timeProvider ?? TimeProvider.System, certificate);
         try
         {
@@ -335,7 +336,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
 
             // Record before answering: a client that has its response must find the request recorded.
             var record = _recorder.WantsRecord ? Record(request, path, token, body, length, receivedAt, verdict, apnsId) : null;
-            _recorder.Complete(verdict.Status, verdict.Reason, record);
+            _recorder.Complete(verdict.Status == 200, verdict.Status, verdict.Reason, record);
             await WriteAsync(context.Response, verdict, apnsId).ConfigureAwait(false);
         }
         finally

@@ -7,6 +7,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Herald.Simulators.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -70,7 +71,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly WebApplication _app;
     private readonly FakeFcmAuth _auth;
-    private readonly FakeFcmRecorder _recorder;
+    private readonly RequestRecorder<FakeFcmRequest> _recorder;
     private readonly ConcurrentDictionary<string, string> _registered = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> _unregistered = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentQueue<Injected>> _scripts = new(StringComparer.Ordinal);
@@ -82,6 +83,8 @@ public sealed class FakeFcmServer : IAsyncDisposable
     private int _failTokenRemaining;
     private int _failTokenStatus;
     private long _messageCounter;
+    private long _tokenRequests;
+    private long _tokensIssued;
     private int _accountCounter;
     private int _disposed;
 
@@ -90,7 +93,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
         _options = options;
         _time = time;
         _auth = new FakeFcmAuth(options);
-        _recorder = new FakeFcmRecorder(options.RecordRequests, options.MaxRecordedRequests);
+        _recorder = new RequestRecorder<FakeFcmRequest>(options.RecordRequests, options.MaxRecordedRequests);
         Certificate = certificate;
         CertificatePem = certificate?.ExportCertificatePem();
 
@@ -147,10 +150,10 @@ public sealed class FakeFcmServer : IAsyncDisposable
     public long RejectedCount => _recorder.Rejected;
 
     /// <summary>Token-endpoint requests so far (issued or refused).</summary>
-    public long TokenRequests => _recorder.TokenRequests;
+    public long TokenRequests => Interlocked.Read(ref _tokenRequests);
 
     /// <summary>Access tokens issued so far.</summary>
-    public long AccessTokensIssued => _recorder.TokensIssued;
+    public long AccessTokensIssued => Interlocked.Read(ref _tokensIssued);
 
     /// <summary>The recorded send requests, oldest first (empty when recording is off).</summary>
     public IReadOnlyList<FakeFcmRequest> Requests => _recorder.Snapshot();
@@ -169,7 +172,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxMessageBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.AccessTokenLifetime, TimeSpan.Zero);
 
-        var certificate = options.UseTls ? FakeFcmCertificate.Create() : null;
+        var certificate = options.UseTls ? SelfSignedCertificate.Create("CN=Herald fake FCM") : null;
         var server = new FakeFcmServer(options, timeProvider ?? TimeProvider.System, certificate);
         try
         {
@@ -339,7 +342,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
     public Task WaitForAcceptedAsync(long count, CancellationToken cancellationToken) => _recorder.WaitForAcceptedAsync(count, cancellationToken);
 
     /// <summary>Completes when <see cref="TokenRequests"/> reaches <paramref name="count"/>.</summary>
-    public Task WaitForTokenRequestsAsync(long count, CancellationToken cancellationToken) => _recorder.WaitForTokenRequestsAsync(count, cancellationToken);
+    public Task WaitForTokenRequestsAsync(long count, CancellationToken cancellationToken) => _recorder.WaitForCountAsync(() => TokenRequests, count, cancellationToken);
 
     /// <summary>
     /// Completes with the first send request matching <paramref name="predicate"/>: a recorded one, or the next
@@ -425,7 +428,13 @@ public sealed class FakeFcmServer : IAsyncDisposable
                 : new FakeFcmAuth.TokenVerdict(status, "invalid_request", "Injected failure", null);
         }
 
-        _recorder.CompleteTokenRequest(verdict.Token is not null);
+        Interlocked.Increment(ref _tokenRequests);
+        if (verdict.Token is not null)
+        {
+            Interlocked.Increment(ref _tokensIssued);
+        }
+
+        _recorder.WakeCountWaiters();
 
         var response = context.Response;
         response.StatusCode = verdict.Status;
@@ -493,7 +502,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
 
             // Record before answering: a client that has its response must find the request recorded.
             var record = _recorder.WantsRecord ? Record(request, path, project, body, length, receivedAt, verdict, target, name) : null;
-            _recorder.Complete(verdict.Status, verdict.ErrorCode ?? verdict.StatusName, record);
+            _recorder.Complete(verdict.Status == 200, verdict.Status, verdict.ErrorCode ?? verdict.StatusName, record);
             await WriteAsync(context.Response, verdict, name, context.RequestAborted).ConfigureAwait(false);
         }
         finally

@@ -8,6 +8,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Xml;
+using Herald.Simulators.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -84,7 +85,7 @@ public sealed class FakeWnsServer : IAsyncDisposable
     private readonly FakeWnsServerOptions _options;
     private readonly TimeProvider _time;
     private readonly WebApplication _app;
-    private readonly FakeWnsRecorder _recorder;
+    private readonly RequestRecorder<FakeWnsRequest> _recorder;
     private readonly ConcurrentDictionary<string, byte[]> _applications = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, AccessToken> _tokens = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Channel> _channels = new(StringComparer.Ordinal);
@@ -101,7 +102,7 @@ public sealed class FakeWnsServer : IAsyncDisposable
     {
         _options = options;
         _time = time;
-        _recorder = new FakeWnsRecorder(options.RecordRequests, options.MaxRecordedRequests);
+        _recorder = new RequestRecorder<FakeWnsRequest>(options.RecordRequests, options.MaxRecordedRequests);
         Certificate = certificate;
         CertificatePem = certificate?.ExportCertificatePem();
 
@@ -176,7 +177,7 @@ public sealed class FakeWnsServer : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxRecordedRequests, 1);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.AccessTokenLifetime, TimeSpan.Zero);
 
-        var certificate = options.UseTls ? FakeWnsCertificate.Create() : null;
+        var certificate = options.UseTls ? SelfSignedCertificate.Create("CN=Herald fake WNS") : null;
         var server = new FakeWnsServer(options, timeProvider ?? TimeProvider.System, certificate);
         try
         {

@@ -2,15 +2,16 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Herald.Simulators.Fcm;
+namespace Herald.Simulators.Common;
 
-/// <summary>A self-signed server certificate for 127.0.0.1 and localhost, made at start.</summary>
-internal static class FakeFcmCertificate
+/// <summary>A self-signed server certificate for 127.0.0.1 and localhost, made when a fake server starts.</summary>
+internal static class SelfSignedCertificate
 {
-    public static X509Certificate2 Create()
+    /// <summary>Creates the certificate with the given subject, e.g. <c>CN=Herald fake APNs</c>.</summary>
+    public static X509Certificate2 Create(string subjectName)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=Herald fake FCM", key, HashAlgorithmName.SHA256);
+        var request = new CertificateRequest(subjectName, key, HashAlgorithmName.SHA256);
         var names = new SubjectAlternativeNameBuilder();
         names.AddIpAddress(IPAddress.Loopback);
         names.AddDnsName("localhost");

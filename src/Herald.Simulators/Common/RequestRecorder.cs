@@ -1,16 +1,19 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 
-namespace Herald.Simulators.Apns;
+namespace Herald.Simulators.Common;
 
 /// <summary>
-/// Counters, the bounded request log, and waiters (no polling: each completed request checks them).
+/// Counters, the bounded request log, and waiters of a fake server (no polling: each answered request checks them).
 /// Counting is lock-free; the lock is only taken when recording or when someone waits.
 /// </summary>
-internal sealed class FakeApnsRecorder(bool record, int maxRecords)
+/// <typeparam name="TRequest">The recorded request type.</typeparam>
+internal sealed class RequestRecorder<TRequest>(bool record, int maxRecords)
+    where TRequest : class
 {
     private readonly Lock _gate = new();
-    private readonly Queue<FakeApnsRequest> _records = new();
+    private readonly Queue<TRequest> _records = new();
     private readonly List<PredicateWaiter> _predicateWaiters = [];
     private readonly List<CountWaiter> _countWaiters = [];
     private readonly ConcurrentDictionary<string, StrongBox<long>> _rejectedByReason = new(StringComparer.Ordinal);
@@ -22,7 +25,7 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
 
     public long Rejected => Interlocked.Read(ref _rejected);
 
-    /// <summary>Whether the request being answered must be turned into a <see cref="FakeApnsRequest"/>.</summary>
+    /// <summary>Whether the request being answered must be turned into a <typeparamref name="TRequest"/>.</summary>
     public bool WantsRecord => record || Volatile.Read(ref _waiters) > 0;
 
     public long RejectedFor(string reason) => _rejectedByReason.TryGetValue(reason, out var box) ? Interlocked.Read(ref box.Value) : 0;
@@ -38,7 +41,7 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         return snapshot;
     }
 
-    public IReadOnlyList<FakeApnsRequest> Snapshot()
+    public IReadOnlyList<TRequest> Snapshot()
     {
         lock (_gate)
         {
@@ -54,21 +57,26 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         }
     }
 
-    public void Complete(int status, string? reason, FakeApnsRequest? request)
+    /// <summary>
+    /// Counts an answer: <paramref name="accepted"/> or a rejection under <paramref name="reason"/>
+    /// (its <paramref name="status"/> when it has none), then records it and wakes waiters.
+    /// </summary>
+    public void Complete(bool accepted, int status, string? reason, TRequest? request)
     {
-        if (status == 200)
+        if (accepted)
         {
             Interlocked.Increment(ref _accepted);
         }
         else
         {
             Interlocked.Increment(ref _rejected);
-            var box = _rejectedByReason.GetOrAdd(reason ?? status.ToString(System.Globalization.CultureInfo.InvariantCulture), static _ => new StrongBox<long>());
+            var key = reason ?? status.ToString(CultureInfo.InvariantCulture);
+            var box = _rejectedByReason.GetOrAdd(key, static _ => new StrongBox<long>());
             Interlocked.Increment(ref box.Value);
         }
 
         // Interlocked above is a full fence, so a waiter registered concurrently is either seen here or
-        // sees the new count itself (WaitForAccepted re-checks after announcing itself).
+        // sees the new count itself (the waits re-check after announcing themselves).
         if (!record && Volatile.Read(ref _waiters) == 0)
         {
             return;
@@ -92,14 +100,35 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         }
     }
 
-    public async Task WaitForAcceptedAsync(long count, CancellationToken cancellationToken)
+    /// <summary>
+    /// Re-checks count waiters after a counter kept outside this recorder moved. Call it after an
+    /// <see cref="Interlocked"/> update of that counter (the full fence pairs with the waits' re-check).
+    /// </summary>
+    public void WakeCountWaiters()
     {
-        var waiter = new CountWaiter(count);
+        if (Volatile.Read(ref _waiters) == 0)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            WakeLocked(null);
+        }
+    }
+
+    public Task WaitForAcceptedAsync(long count, CancellationToken cancellationToken)
+        => WaitForCountAsync(() => Accepted, count, cancellationToken);
+
+    /// <summary>Waits until <paramref name="counter"/> reaches <paramref name="count"/>; see <see cref="WakeCountWaiters"/>.</summary>
+    public async Task WaitForCountAsync(Func<long> counter, long count, CancellationToken cancellationToken)
+    {
+        var waiter = new CountWaiter(count, counter);
         lock (_gate)
         {
             _countWaiters.Add(waiter);
             Interlocked.Increment(ref _waiters);
-            if (Accepted >= count)
+            if (counter() >= count)
             {
                 waiter.Done.TrySetResult();
                 WakeLocked(null);
@@ -112,7 +141,7 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         }
     }
 
-    public async Task<FakeApnsRequest> WaitForRequestAsync(Func<FakeApnsRequest, bool> predicate, CancellationToken cancellationToken)
+    public async Task<TRequest> WaitForRequestAsync(Func<TRequest, bool> predicate, CancellationToken cancellationToken)
     {
         var waiter = new PredicateWaiter(predicate);
         lock (_gate)
@@ -155,13 +184,12 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         }
     }
 
-    private void WakeLocked(FakeApnsRequest? request)
+    private void WakeLocked(TRequest? request)
     {
-        var accepted = Accepted;
         for (var i = _countWaiters.Count - 1; i >= 0; i--)
         {
             var w = _countWaiters[i];
-            if (w.Done.Task.IsCompleted || (accepted >= w.Count && w.Done.TrySetResult()))
+            if (w.Done.Task.IsCompleted || (w.Counter() >= w.Count && w.Done.TrySetResult()))
             {
                 _countWaiters.RemoveAt(i);
                 Interlocked.Decrement(ref _waiters);
@@ -179,7 +207,7 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         }
     }
 
-    private static bool Matches(PredicateWaiter waiter, FakeApnsRequest request)
+    private static bool Matches(PredicateWaiter waiter, TRequest request)
     {
         try
         {
@@ -192,15 +220,16 @@ internal sealed class FakeApnsRecorder(bool record, int maxRecords)
         }
     }
 
-    private sealed class CountWaiter(long count)
+    private sealed class CountWaiter(long count, Func<long> counter)
     {
         public long Count { get; } = count;
+        public Func<long> Counter { get; } = counter;
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    private sealed class PredicateWaiter(Func<FakeApnsRequest, bool> predicate)
+    private sealed class PredicateWaiter(Func<TRequest, bool> predicate)
     {
-        public Func<FakeApnsRequest, bool> Predicate { get; } = predicate;
-        public TaskCompletionSource<FakeApnsRequest> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Func<TRequest, bool> Predicate { get; } = predicate;
+        public TaskCompletionSource<TRequest> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }
