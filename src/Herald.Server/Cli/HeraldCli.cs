@@ -19,6 +19,7 @@ public static class HeraldCli
         root.Subcommands.Add(MigrateCommand());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(DoctorCommand.Create());
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
