@@ -115,6 +115,7 @@ public sealed partial class Dispatcher : IDisposable
     private readonly IOptionsMonitor<DispatchOptions> _options;
     private readonly SettingsMonitor _settings;
     private readonly LaneThrottle _throttle;
+    private readonly CredentialHealth _credentials;
     private readonly ILogger<Dispatcher> _logger;
     private readonly Channel<DeliveryOutcome> _outcomes = Channel.CreateUnbounded<DeliveryOutcome>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AsyncSignal _slotFreed = new();
@@ -128,6 +129,7 @@ public sealed partial class Dispatcher : IDisposable
         IOptionsMonitor<DispatchOptions> options,
         SettingsMonitor settings,
         LaneThrottle throttle,
+        CredentialHealth credentials,
         ILogger<Dispatcher> logger,
         NodeIdentity node)
     {
@@ -140,6 +142,7 @@ public sealed partial class Dispatcher : IDisposable
         _options = options;
         _settings = settings;
         _throttle = throttle;
+        _credentials = credentials;
         _settings.Changed += _ => _signal.Notify(); // a new rate applies at once
         _logger = logger;
         Owner = node.LeaseOwner;
@@ -338,6 +341,7 @@ public sealed partial class Dispatcher : IDisposable
         switch (result.Outcome)
         {
             case PushOutcome.Sent:
+                _credentials.Clear(notification.Platform);
                 return Outcome(notification, NotificationState.Sent, now, result.StatusCode, result.Reason); // e.g. WNS "Dropped"
             case PushOutcome.Failed:
                 Log.PermanentFailure(_logger, notification.Id, result.StatusCode, result.Reason);
@@ -350,6 +354,11 @@ public sealed partial class Dispatcher : IDisposable
                     TokenInvalidSince = result.TokenInvalidSince,
                 };
             default:
+                if (result.Outcome == PushOutcome.CredentialFault)
+                {
+                    _credentials.Report(notification.Platform, now, result.StatusCode, result.Reason);
+                }
+
                 var settings = _settings.Current;
                 var retry = settings.Retry;
                 if (notification.Attempt >= settings.MaxAttemptsFor(notification.Lane))

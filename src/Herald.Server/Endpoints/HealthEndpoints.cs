@@ -1,5 +1,6 @@
 using Herald.Core.Notifications;
 using Herald.Core.Pipeline;
+using Herald.Core.Registrations;
 using Herald.Core.Ports;
 using Herald.Server.Auth;
 using Herald.Server.Hosting;
@@ -76,9 +77,20 @@ internal static class HealthEndpoints
 }
 
 /// <summary>What the server knows about its providers' configuration, for readiness.</summary>
-public sealed class ProviderHealth(IOptionsMonitor<ApnsOptions> apns, IOptionsMonitor<Providers.Fcm.FcmOptions> fcm, IOptionsMonitor<Providers.Wns.WnsOptions> wns)
+public sealed class ProviderHealth(IOptionsMonitor<ApnsOptions> apns, IOptionsMonitor<Providers.Fcm.FcmOptions> fcm, IOptionsMonitor<Providers.Wns.WnsOptions> wns, CredentialHealth faults)
 {
     internal IEnumerable<ReadyCheck> Checks()
+    {
+        foreach (var check in Configured())
+        {
+            var platform = check.Name switch { "credential:fcm" => Platform.Fcm, "credential:wns" => Platform.Wns, _ => Platform.Apns };
+            yield return check.Status == "pass" && faults.FaultOf(platform) is { } fault
+                ? new ReadyCheck(check.Name, "fail", $"the provider rejected the credential at {fault.At:u} ({fault.Status} {fault.Reason}); its sends wait in retry until it is fixed")
+                : check;
+        }
+    }
+
+    private IEnumerable<ReadyCheck> Configured()
     {
         yield return apns.CurrentValue.HasTokenCredential
             ? new ReadyCheck("credential:apns", "pass", null)

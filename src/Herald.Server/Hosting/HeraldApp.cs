@@ -122,6 +122,7 @@ public static partial class HeraldApp
         services.AddSingleton<LeaseReaper>();
         services.AddSingleton<SettingsMonitor>();
         services.AddSingleton<LaneThrottle>();
+        services.AddSingleton<CredentialHealth>();
         services.AddHostedService<PipelineWorker>();
 
         // Providers: all are registered; without a credential their sends wait in retry and /readyz says why.
