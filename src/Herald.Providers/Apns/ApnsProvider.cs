@@ -426,17 +426,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         }
     }
 
-    private bool ShouldWarn(ref long lastTimestamp)
-    {
-        var now = _time.GetTimestamp();
-        var last = Interlocked.Read(ref lastTimestamp);
-        if (last != 0 && _time.GetElapsedTime(last, now) < WarningInterval)
-        {
-            return false;
-        }
-
-        return Interlocked.CompareExchange(ref lastTimestamp, now, last) == last;
-    }
+    private bool ShouldWarn(ref long lastTimestamp) => WarningThrottle.ShouldWarn(_time, ref lastTimestamp, WarningInterval);
 
     /// <inheritdoc />
     public void Dispose()

@@ -8,6 +8,7 @@ using Herald.Core.Security;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Herald.Providers.Http;
 
 namespace Herald.Providers.Fcm;
 
@@ -386,17 +387,7 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
         }
     }
 
-    private bool ShouldWarn(ref long lastTimestamp)
-    {
-        var now = _time.GetTimestamp();
-        var last = Interlocked.Read(ref lastTimestamp);
-        if (last != 0 && _time.GetElapsedTime(last, now) < WarningInterval)
-        {
-            return false;
-        }
-
-        return Interlocked.CompareExchange(ref lastTimestamp, now, last) == last;
-    }
+    private bool ShouldWarn(ref long lastTimestamp) => WarningThrottle.ShouldWarn(_time, ref lastTimestamp, WarningInterval);
 
     /// <inheritdoc />
     public void Dispose()

@@ -7,6 +7,7 @@ using Herald.Core.Security;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Herald.Providers.Http;
 
 namespace Herald.Providers.Wns;
 
@@ -358,17 +359,7 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         }
     }
 
-    private bool ShouldWarn(ref long lastTimestamp)
-    {
-        var now = _time.GetTimestamp();
-        var last = Interlocked.Read(ref lastTimestamp);
-        if (last != 0 && _time.GetElapsedTime(last, now) < WarningInterval)
-        {
-            return false;
-        }
-
-        return Interlocked.CompareExchange(ref lastTimestamp, now, last) == last;
-    }
+    private bool ShouldWarn(ref long lastTimestamp) => WarningThrottle.ShouldWarn(_time, ref lastTimestamp, WarningInterval);
 
     /// <summary>A provider-supplied header for a log line: printable ASCII, at most 200 characters.</summary>
     private static string Clean(string? value)

@@ -76,32 +76,29 @@ internal static class HealthEndpoints
     }
 }
 
-/// <summary>What the server knows about its providers' configuration, for readiness.</summary>
+/// <summary>What the server knows about its providers' credentials, for readiness.</summary>
 public sealed class ProviderHealth(IOptionsMonitor<ApnsOptions> apns, IOptionsMonitor<Providers.Fcm.FcmOptions> fcm, IOptionsMonitor<Providers.Wns.WnsOptions> wns, CredentialHealth faults)
 {
     internal IEnumerable<ReadyCheck> Checks()
     {
-        foreach (var check in Configured())
-        {
-            var platform = check.Name switch { "credential:fcm" => Platform.Fcm, "credential:wns" => Platform.Wns, _ => Platform.Apns };
-            yield return check.Status == "pass" && faults.FaultOf(platform) is { } fault
-                ? new ReadyCheck(check.Name, "fail", $"the provider rejected the credential at {fault.At:u} ({fault.Status} {fault.Reason}); its sends wait in retry until it is fixed")
-                : check;
-        }
+        var f = fcm.CurrentValue;
+        var w = wns.CurrentValue;
+        yield return Check(Platform.Apns, apns.CurrentValue.HasTokenCredential, "no APNs credential is configured (Herald:Apns:TeamId, KeyId, PrivateKeyFile): APNs sends wait in retry");
+        yield return Check(Platform.Fcm, f.HasCredential, "no FCM service account is configured (Herald:Fcm:ServiceAccountFile): FCM sends wait in retry");
+        yield return Check(Platform.Wns, !string.IsNullOrWhiteSpace(w.PackageSid) && !string.IsNullOrWhiteSpace(w.ClientSecret), "no WNS credential is configured (Herald:Wns:PackageSid, ClientSecret): WNS sends wait in retry");
     }
 
-    private IEnumerable<ReadyCheck> Configured()
+    /// <summary>Off when not configured; fail while the provider rejects it (until a send succeeds again); else pass.</summary>
+    private ReadyCheck Check(Platform platform, bool configured, string whenOff)
     {
-        yield return apns.CurrentValue.HasTokenCredential
-            ? new ReadyCheck("credential:apns", "pass", null)
-            : new ReadyCheck("credential:apns", "off", "no APNs credential is configured (Herald:Apns:TeamId, KeyId, PrivateKeyFile): APNs sends wait in retry");
-        var f = fcm.CurrentValue;
-        yield return !string.IsNullOrWhiteSpace(f.ServiceAccountJson) || !string.IsNullOrWhiteSpace(f.ServiceAccountFile)
-            ? new ReadyCheck("credential:fcm", "pass", null)
-            : new ReadyCheck("credential:fcm", "off", "no FCM service account is configured (Herald:Fcm:ServiceAccountFile): FCM sends wait in retry");
-        var w = wns.CurrentValue;
-        yield return !string.IsNullOrWhiteSpace(w.PackageSid) && !string.IsNullOrWhiteSpace(w.ClientSecret)
-            ? new ReadyCheck("credential:wns", "pass", null)
-            : new ReadyCheck("credential:wns", "off", "no WNS credential is configured (Herald:Wns:PackageSid, ClientSecret): WNS sends wait in retry");
+        var name = "credential:" + Wire.Name(platform);
+        if (!configured)
+        {
+            return new ReadyCheck(name, "off", whenOff);
+        }
+
+        return faults.FaultOf(platform) is { } fault
+            ? new ReadyCheck(name, "fail", $"the provider rejected the credential at {fault.At:u} ({fault.Status} {fault.Reason}); its sends wait in retry until it is fixed")
+            : new ReadyCheck(name, "pass", null);
     }
 }
