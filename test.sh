@@ -6,13 +6,21 @@ cd "$(dirname "$0")"
 
 log() { printf '==> %s\n' "$*"; }
 
-# What the suites need from Debian (later suites add PostgreSQL, Dovecot, Chromium here).
+# What the suites need from Debian: PostgreSQL (farm store), Dovecot (real push_notification
+# plugin), Chromium + ChromeDriver (admin console), nghttp2-client (h2load, the benchmark peer).
 need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v dovecot >/dev/null 2>&1 || need_pkgs+=(dovecot-core dovecot-imapd dovecot-lmtpd)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing ${need_pkgs[*]} from Debian"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    # Debian starts the packaged services; the tests run their own throw-away instances instead.
+    systemctl disable --now dovecot postgresql >/dev/null 2>&1 || service dovecot stop >/dev/null 2>&1 || true
   else
     echo "WARNING: missing ${need_pkgs[*]} and not root: tests that need them will fail loudly" >&2
   fi

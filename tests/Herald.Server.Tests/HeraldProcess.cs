@@ -34,14 +34,13 @@ public sealed class HeraldProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>The built herald.dll of the same configuration as this test assembly.</summary>
+    /// <summary>The built herald.dll beside this test assembly (the test project references the server, so the build copies it here).</summary>
     public static string HeraldDll
     {
         get
         {
-            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-            var dll = Path.Combine(Testing.SharedData.RepositoryRoot, "src", "Herald.Server", "bin", configuration, "net10.0", "herald.dll");
-            return File.Exists(dll) ? dll : throw new FileNotFoundException("Build src/Herald.Server first: " + dll);
+            var dll = Path.Combine(AppContext.BaseDirectory, "herald.dll");
+            return File.Exists(dll) ? dll : throw new FileNotFoundException("Build tests/Herald.Server.Tests first: " + dll);
         }
     }
 
