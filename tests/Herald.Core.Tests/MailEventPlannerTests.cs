@@ -160,3 +160,86 @@ public sealed class MailEventPlannerTests
         Assert.Same(alert, Coalescing.Merge(badge, alert));
     }
 }
+
+public sealed class MailboxSourcePlannerTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 23, 12, 0, 0, TimeSpan.Zero);
+
+    private static Registration Reg(NotificationStyle style) => new()
+    {
+        Id = "reg_m",
+        TenantId = "default",
+        Platform = Platform.Apns,
+        Token = "aabbccddeeff00112233445566778899",
+        Topic = "com.example.mail",
+        Source = SourceKind.Dovecot,
+        Style = style,
+        CreatedAt = Now,
+    };
+
+    private static IngestItem Item(MailPreview? preview, params MailEvent[] events) => new()
+    {
+        Route = IngestRoute.ForMailbox("default", "imap", [9, 9]),
+        Notifications = [new MailboxNotification { Events = events }],
+        ReceivedAt = Now,
+        Preview = preview,
+    };
+
+    [Fact]
+    public void Preview_IsHeldInMemoryAndTheQueuedContentCarriesNoSubject()
+    {
+        var cache = new PreviewCache();
+        var planner = new MailEventPlanner(Options.Create(new PlannerOptions()), cache);
+        var decision = planner.Plan(Reg(NotificationStyle.Preview), Item(new MailPreview("Quarterly numbers", "Bob"), new MailEvent { Kind = MailEventKind.NewMail, ParentFolderId = "inbox" }));
+
+        var content = Assert.IsType<NewNotification>(decision.Notification).Content;
+        Assert.True(content.UsePreview);
+        Assert.Equal(PushKind.Alert, content.Kind);
+        Assert.Equal("New mail", content.Body);
+        Assert.Null(content.Title);
+        Assert.True(cache.TryGet("reg_m", Now, out var held));
+        Assert.Equal("Quarterly numbers", held.Subject);
+        Assert.False(cache.TryGet("reg_m", Now + TimeSpan.FromDays(2), out _));
+    }
+
+    [Fact]
+    public void Preview_ForAGenericRegistration_IsNotKept()
+    {
+        var cache = new PreviewCache();
+        var planner = new MailEventPlanner(Options.Create(new PlannerOptions()), cache);
+        var decision = planner.Plan(Reg(NotificationStyle.Generic), Item(new MailPreview("Secret", "Eve"), new MailEvent { Kind = MailEventKind.NewMail }));
+
+        Assert.False(Assert.IsType<NewNotification>(decision.Notification).Content.UsePreview);
+        Assert.Equal(0, cache.Count);
+    }
+
+    [Fact]
+    public void Missed_QueuesASyncWakeUp_AndASyncNeverReplacesAPendingAlert()
+    {
+        var planner = new MailEventPlanner(Options.Create(new PlannerOptions()));
+        var decision = planner.Plan(Reg(NotificationStyle.Badge), Item(null, new MailEvent { Kind = MailEventKind.Missed }));
+
+        var content = Assert.IsType<NewNotification>(decision.Notification).Content;
+        Assert.Equal(PushKind.Background, content.Kind);
+        Assert.Equal("1", content.Data![MailEventPlanner.SyncDataKey]);
+
+        var alert = new NotificationContent { Kind = PushKind.Alert, Body = "New mail", Badge = 3 };
+        Assert.Same(alert, Coalescing.Merge(alert, content));
+        Assert.Same(content, Coalescing.Merge(new NotificationContent { Kind = PushKind.Badge, Badge = 1 }, content));
+    }
+
+    [Fact]
+    public void PreviewCache_WhenFull_KeepsLivePreviewsAndDropsNewOnes()
+    {
+        var cache = new PreviewCache(capacity: 2);
+        cache.Put("a", new MailPreview("1", null), Now + TimeSpan.FromMinutes(1));
+        cache.Put("b", new MailPreview("2", null), Now + TimeSpan.FromMinutes(1));
+        cache.Put("c", new MailPreview("3", null), Now + TimeSpan.FromMinutes(1));
+
+        Assert.Equal(2, cache.Count);
+        Assert.False(cache.TryGet("c", Now, out _));
+        cache.Put("a", new MailPreview("1b", null), Now + TimeSpan.FromMinutes(1)); // replacing a held one always works
+        Assert.True(cache.TryGet("a", Now, out var a));
+        Assert.Equal("1b", a.Subject);
+    }
+}

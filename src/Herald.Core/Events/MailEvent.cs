@@ -12,6 +12,9 @@ public enum MailEventKind
     Moved = 5,
     Copied = 6,
     FreeBusyChanged = 7,
+
+    /// <summary>The source may have lost events (EWS ErrorMissedNotificationEvents, Graph <c>missed</c>): the device should sync.</summary>
+    Missed = 8,
 }
 
 /// <summary>

@@ -54,6 +54,12 @@ public sealed record NotificationContent
 
     /// <summary>Custom key/value data (string values) passed to the app.</summary>
     public IReadOnlyDictionary<string, string>? Data { get; init; }
+
+    /// <summary>
+    /// An alert whose title (sender) and body (subject) are filled at send time from the in-memory preview cache;
+    /// <see cref="Body"/> holds the generic text used when no preview is held.
+    /// </summary>
+    public bool UsePreview { get; init; }
 }
 
 /// <summary>A notification to put on the queue.</summary>
@@ -104,4 +110,23 @@ public sealed class ClaimedNotification
 
     /// <summary>Attempts including this one.</summary>
     public int Attempt { get; init; }
+
+    /// <summary>A copy with other content (the same message id, so a retry stays the same message).</summary>
+    public ClaimedNotification WithContent(NotificationContent content) => new()
+    {
+        Id = Id,
+        MessageId = MessageId,
+        TenantId = TenantId,
+        RegistrationId = RegistrationId,
+        Lane = Lane,
+        Platform = Platform,
+        Token = Token,
+        Topic = Topic,
+        Environment = Environment,
+        Content = content,
+        CollapseId = CollapseId,
+        ExpiresAt = ExpiresAt,
+        EventAt = EventAt,
+        Attempt = Attempt,
+    };
 }

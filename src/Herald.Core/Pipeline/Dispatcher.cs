@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Herald.Core.Notifications;
+using Herald.Core.Planning;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
@@ -119,6 +120,7 @@ public sealed partial class Dispatcher : IDisposable
     private readonly ILogger<Dispatcher> _logger;
     private readonly Channel<DeliveryOutcome> _outcomes = Channel.CreateUnbounded<DeliveryOutcome>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AsyncSignal _slotFreed = new();
+    private readonly IPreviewCache? _previews;
     private int _inFlight;
 
     public Dispatcher(
@@ -131,7 +133,8 @@ public sealed partial class Dispatcher : IDisposable
         LaneThrottle throttle,
         CredentialHealth credentials,
         ILogger<Dispatcher> logger,
-        NodeIdentity node)
+        NodeIdentity node,
+        IPreviewCache? previews = null)
     {
         ArgumentNullException.ThrowIfNull(providers);
         ArgumentNullException.ThrowIfNull(node);
@@ -146,6 +149,7 @@ public sealed partial class Dispatcher : IDisposable
         _settings.Changed += _ => _signal.Notify(); // a new rate applies at once
         _logger = logger;
         Owner = node.LeaseOwner;
+        _previews = previews;
         Counters = new DispatchCounters(time);
     }
 
@@ -331,8 +335,24 @@ public sealed partial class Dispatcher : IDisposable
             return Outcome(notification, NotificationState.Failed, now, reason: "PlatformNotConfigured");
         }
 
-        var result = await provider.SendAsync(notification, cancellationToken).ConfigureAwait(false);
+        var result = await provider.SendAsync(WithPreview(notification, now), cancellationToken).ConfigureAwait(false);
         return Decide(notification, result, _time.GetUtcNow());
+    }
+
+    /// <summary>A preview alert with the sender as title and the subject as body, from memory; as queued otherwise (generic text).</summary>
+    private ClaimedNotification WithPreview(ClaimedNotification notification, DateTimeOffset now)
+    {
+        if (!notification.Content.UsePreview || _previews is null || notification.RegistrationId is not { } registrationId
+            || !_previews.TryGet(registrationId, now, out var preview))
+        {
+            return notification;
+        }
+
+        return notification.WithContent(notification.Content with
+        {
+            Title = string.IsNullOrEmpty(preview.From) ? notification.Content.Title : preview.From,
+            Body = string.IsNullOrEmpty(preview.Subject) ? notification.Content.Body : preview.Subject,
+        });
     }
 
     /// <summary>Maps a provider result to the notification's next state under the retry policy.</summary>

@@ -22,9 +22,12 @@ public sealed class PlannerOptions
 /// gives one, else the last known count plus the new-mail events since. Events are applied in the order
 /// the source sent them, which is the mailbox's order.
 /// </summary>
-public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngestPlanner
+public sealed class MailEventPlanner(IOptions<PlannerOptions> options, IPreviewCache? previews = null) : IIngestPlanner
 {
     private readonly PlannerOptions _options = options.Value;
+
+    /// <summary>The data key of a sync wake-up (events may have been missed; the app should sync).</summary>
+    public const string SyncDataKey = "herald-sync";
 
     /// <summary>The coalescing key of mailbox pushes: one pending per registration.</summary>
     public static string CoalesceKeyFor(string registrationId) => "reg:" + registrationId;
@@ -42,6 +45,7 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngest
 
         var changed = false;
         var newMail = false;
+        var missed = false;
         var unread = registration.UnreadCount;
         var applied = 0;
 
@@ -66,6 +70,10 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngest
 
                         unread = (unread ?? 0) + 1;
                         newMail = true;
+                        break;
+
+                    case MailEventKind.Missed:
+                        missed = true;
                         break;
 
                     case MailEventKind.Modified when e.IsFolderEvent && e.UnreadCount is { } count:
@@ -93,12 +101,20 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngest
         var badgeChanged = unread != registration.UnreadCount;
         registration.UnreadCount = unread;
 
-        if (!newMail && !badgeChanged)
+        if (!newMail && !badgeChanged && !missed)
         {
             return new IngestDecision(IngestVerdict.Accepted, changed, null);
         }
 
-        var content = BuildContent(registration, newMail, unread ?? 0);
+        var preview = newMail && registration.Style == NotificationStyle.Preview && item.Preview is not null && previews is not null;
+        if (preview)
+        {
+            previews!.Put(registration.Id, item.Preview!, item.ReceivedAt + _options.MailTimeToLive);
+        }
+
+        var content = newMail || badgeChanged
+            ? BuildContent(registration, newMail, unread ?? 0, preview)
+            : SyncContent;
         var notificationToQueue = new NewNotification
         {
             TenantId = registration.TenantId,
@@ -144,7 +160,13 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngest
         return true;
     }
 
-    private static NotificationContent BuildContent(Registration registration, bool newMail, int badge)
+    private static readonly NotificationContent SyncContent = new()
+    {
+        Kind = PushKind.Background,
+        Data = new Dictionary<string, string>(StringComparer.Ordinal) { [SyncDataKey] = "1" },
+    };
+
+    private static NotificationContent BuildContent(Registration registration, bool newMail, int badge, bool preview)
     {
         var alert = newMail && registration.Style is NotificationStyle.Generic or NotificationStyle.Preview;
         return alert
@@ -154,6 +176,7 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngest
                 Body = Localization.NewMail(registration.Locale),
                 Badge = badge,
                 Sound = "default",
+                UsePreview = preview,
             }
             : new NotificationContent { Kind = PushKind.Badge, Badge = badge };
     }
@@ -163,15 +186,18 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options) : IIngest
 public static class Coalescing
 {
     /// <summary>
-    /// The newer content wins, except that a badge-only update never downgrades a pending alert:
+    /// The newer content wins, except that a badge-only update or a sync wake-up never downgrades a pending alert:
     /// the alert stays, carrying the newer badge.
     /// </summary>
     public static NotificationContent Merge(NotificationContent older, NotificationContent newer)
     {
         ArgumentNullException.ThrowIfNull(older);
         ArgumentNullException.ThrowIfNull(newer);
-        return older.Kind == PushKind.Alert && newer.Kind == PushKind.Badge
-            ? older with { Badge = newer.Badge }
-            : newer;
+        return (older.Kind, newer.Kind) switch
+        {
+            (PushKind.Alert, PushKind.Badge) => older with { Badge = newer.Badge },
+            (PushKind.Alert, PushKind.Background) => older, // the alert makes the app sync as well
+            _ => newer,
+        };
     }
 }

@@ -7,10 +7,33 @@ public enum RouteKind
 {
     /// <summary>The callback URL's key (EWS push): <see cref="IngestRoute.Key"/> is its SHA-256 hash.</summary>
     CallbackKey = 0,
+
+    /// <summary>
+    /// A mailbox of a connector (EWS streaming, Graph, Dovecot): <see cref="IngestRoute.Key"/> is the mailbox's keyed hash and
+    /// <see cref="IngestRoute.TenantId"/> and <see cref="IngestRoute.Connector"/> name the connector; every active registration of it gets the events.
+    /// </summary>
+    Mailbox = 1,
 }
 
 /// <summary>The lookup key of a source callback.</summary>
-public readonly record struct IngestRoute(RouteKind Kind, byte[] Key);
+public readonly record struct IngestRoute(RouteKind Kind, byte[] Key)
+{
+    /// <summary>For <see cref="RouteKind.Mailbox"/>: the connector's tenant.</summary>
+    public string? TenantId { get; init; }
+
+    /// <summary>For <see cref="RouteKind.Mailbox"/>: the connector's name.</summary>
+    public string? Connector { get; init; }
+
+    /// <summary>A route to the registrations of a mailbox on a tenant's connector.</summary>
+    public static IngestRoute ForMailbox(string tenantId, string connector, byte[] mailboxHash)
+        => new(RouteKind.Mailbox, mailboxHash) { TenantId = tenantId, Connector = connector };
+}
+
+/// <summary>
+/// Subject and sender of a new message, for registrations with style preview. Transient: the planner hands it to the
+/// in-memory <see cref="Planning.IPreviewCache"/>; it is never written to the database.
+/// </summary>
+public sealed record MailPreview(string? Subject, string? From);
 
 /// <summary>What Herald tells the source after an ingest.</summary>
 public enum IngestVerdict
@@ -29,6 +52,12 @@ public sealed class IngestItem
     public required IngestRoute Route { get; init; }
     public required IReadOnlyList<MailboxNotification> Notifications { get; init; }
     public required DateTimeOffset ReceivedAt { get; init; }
+
+    /// <summary>The source that delivered the callback (for metrics).</summary>
+    public Registrations.SourceKind Source { get; init; } = Registrations.SourceKind.EwsPush;
+
+    /// <summary>Subject and sender of the newest message, when the source provides them (never stored).</summary>
+    public MailPreview? Preview { get; init; }
 
     /// <summary>Set by the store when the batch commits.</summary>
     public IngestVerdict Verdict { get; set; }

@@ -74,6 +74,15 @@ public sealed class Registration
     public string? InactiveReason { get; set; }
     public DateTimeOffset? InactiveAt { get; set; }
 
+    /// <summary>The tenant's connector the mailbox events come through (EWS streaming, Graph, Dovecot), or null.</summary>
+    public string? Connector { get; init; }
+
+    /// <summary>The keyed hash of the mailbox address or user id (<c>SecretBox.MailboxHash</c>), for lookups; null without a mailbox.</summary>
+    public byte[]? MailboxHash { get; init; }
+
+    /// <summary>The mailbox address sealed with the <c>SecretBox</c> (purpose <c>mailbox</c>); never stored in clear.</summary>
+    public string? SealedMailbox { get; init; }
+
     /// <summary>The EWS subscription currently bound to the callback URL (learned on first contact).</summary>
     public string? SubscriptionId { get; set; }
 

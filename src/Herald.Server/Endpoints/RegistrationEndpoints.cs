@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Herald.Core.Connectors;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
@@ -31,6 +32,8 @@ internal static class RegistrationEndpoints
         PublicUrls urls,
         IOptions<ApnsOptions> apnsDefaults,
         IOptions<WnsOptions> wnsOptions,
+        ConnectorService connectors,
+        SecretBox secrets,
         TimeProvider time,
         CancellationToken cancellationToken)
     {
@@ -65,14 +68,27 @@ internal static class RegistrationEndpoints
             return Problems.BadRequest("'source' must be one of ews-push, ews-streaming, graph, dovecot, none.");
         }
 
-        if (source is not (SourceKind.EwsPush or SourceKind.None))
+        string? connectorName = null;
+        byte[]? mailboxHash = null;
+        string? sealedMailbox = null;
+        if (source is SourceKind.EwsPush or SourceKind.None)
         {
-            return Problems.BadRequest($"Source '{request.Source}' needs a connector, which this version of Herald does not support yet; use 'ews-push' or 'none'.");
+            if (request.Mailbox is not null || request.Connector is not null)
+            {
+                return Problems.BadRequest("'mailbox' and 'connector' are only for the ews-streaming, graph and dovecot sources; Herald does not store an address it does not need.");
+            }
         }
-
-        if (request.Mailbox is not null || request.Connector is not null)
+        else
         {
-            return Problems.BadRequest("'mailbox' and 'connector' are only for the ews-streaming, graph and dovecot sources; Herald does not store an address it does not need.");
+            var mailboxError = await MailboxSource.ValidateAsync(source, request.Mailbox, request.Connector, caller.TenantId, connectors, cancellationToken);
+            if (mailboxError is not null)
+            {
+                return mailboxError;
+            }
+
+            connectorName = request.Connector!;
+            mailboxHash = secrets.MailboxHash(request.Mailbox!);
+            sealedMailbox = secrets.Seal(request.Mailbox!.Trim(), MailboxSource.SealPurpose);
         }
 
         var style = NotificationStyle.Badge;
@@ -81,7 +97,7 @@ internal static class RegistrationEndpoints
             return Problems.BadRequest("'style' must be one of badge, generic, preview.");
         }
 
-        if (style == NotificationStyle.Preview && source == SourceKind.EwsPush)
+        if (style == NotificationStyle.Preview && source is SourceKind.EwsPush or SourceKind.None)
         {
             return Problems.BadRequest("Style 'preview' needs a source that provides subject and sender (ews-streaming, graph, dovecot); EWS push notifications carry neither. Use 'badge' or 'generic'.");
         }
@@ -111,6 +127,9 @@ internal static class RegistrationEndpoints
             Folders = folders,
             Locale = locale,
             Status = RegistrationStatus.Active,
+            Connector = connectorName,
+            MailboxHash = mailboxHash,
+            SealedMailbox = sealedMailbox,
             CreatedAt = now,
             UpdatedAt = now,
         };
@@ -244,6 +263,7 @@ internal static class RegistrationEndpoints
         Topic = r.Topic,
         Environment = Wire.Name(r.Environment),
         Source = Wire.Name(r.Source),
+        Connector = r.Connector,
         Style = Wire.Name(r.Style),
         Folders = r.Folders,
         Locale = r.Locale,

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Herald.Core.Connectors;
 using Herald.Core.Pipeline;
 using Herald.Core.Planning;
 using Herald.Core.Settings;
@@ -101,6 +102,9 @@ public static partial class HeraldApp
             return new NodeIdentity(string.IsNullOrWhiteSpace(o.NodeName) ? Environment.MachineName : o.NodeName);
         });
 
+        // Secrets at rest: a key ring outside the database.
+        services.AddSingleton(sp => SecretKeys.Load(sp.GetRequiredService<IOptions<HeraldOptions>>().Value));
+
         // Storage: one store object serves every port.
         services.AddSingleton(sp => HeraldStore.Open(
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value.Database,
@@ -113,6 +117,13 @@ public static partial class HeraldApp
         services.AddSingleton<IStoreAdmin>(sp => sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<ISettingsStore>(sp => sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<IThrottleStore>(sp => sp.GetRequiredService<IHeraldStore>());
+
+        // Mailbox sources (EWS streaming, Graph, Dovecot): connectors and the registrations behind them. These ports are
+        // not on IHeraldStore yet (the PostgreSQL store is gaining them); a store without them fails here, clearly.
+        services.AddSingleton(sp => (IConnectorStore)sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton(sp => (IMailboxDirectory)sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<ConnectorService>();
+        services.AddSingleton<IPreviewCache, PreviewCache>(_ => new PreviewCache());
 
         // The pipeline.
         services.AddSingleton<QueueSignal>();
@@ -139,6 +150,7 @@ public static partial class HeraldApp
         {
             o.SerializerOptions.TypeInfoResolverChain.Insert(0, HeraldJsonContext.Default);
             o.SerializerOptions.TypeInfoResolverChain.Insert(1, QueueJsonContext.Default);
+            o.SerializerOptions.TypeInfoResolverChain.Insert(2, ConnectorJsonContext.Default);
             o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
             o.SerializerOptions.MaxDepth = 32;
         });
@@ -175,6 +187,7 @@ public static partial class HeraldApp
         RegistrationEndpoints.Map(v1);
         NotificationEndpoints.Map(v1);
         TenantEndpoints.Map(v1);
+        ConnectorEndpoints.Map(v1);
         SettingsEndpoints.Map(v1);
         HealthEndpoints.Map(app, v1);
         EwsEndpoints.Map(app);

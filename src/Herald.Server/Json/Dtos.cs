@@ -48,6 +48,10 @@ public sealed class RegistrationResponse
     public required string Topic { get; init; }
     public required string Environment { get; init; }
     public required string Source { get; init; }
+
+    /// <summary>The tenant's connector of a mailbox source (the mailbox address itself is never shown).</summary>
+    public string? Connector { get; init; }
+
     public required string Style { get; init; }
     public required IReadOnlyList<string> Folders { get; init; }
     public required string Locale { get; init; }

@@ -6,7 +6,7 @@ namespace Herald.Storage.Sqlite;
 /// <summary>One schema migration: an embedded <c>Sqlite/Migrations/NNNN_name.sql</c> script.</summary>
 internal sealed record SqliteMigration(int Version, string Name, string Script);
 
-/// <summary>The numbered migration scripts embedded in this assembly, in order.</summary>
+/// <summary>The numbered migration scripts embedded in this assembly, in order (unique numbers; each is applied once, by number).</summary>
 internal static class SqliteMigrations
 {
     private const string ResourcePrefix = "Herald.Storage.Sqlite.Migrations.";
@@ -35,11 +35,11 @@ internal static class SqliteMigrations
         }
 
         migrations.Sort(static (a, b) => a.Version.CompareTo(b.Version));
-        for (var i = 0; i < migrations.Count; i++)
+        for (var i = 1; i < migrations.Count; i++)
         {
-            if (migrations[i].Version != i + 1)
+            if (migrations[i].Version == migrations[i - 1].Version)
             {
-                throw new InvalidOperationException($"Migrations must be numbered 1, 2, 3… without gaps or duplicates; found '{migrations[i].Name}' at position {i + 1}.");
+                throw new InvalidOperationException($"Two migrations share version {migrations[i].Version}: '{migrations[i - 1].Name}' and '{migrations[i].Name}'.");
             }
         }
 

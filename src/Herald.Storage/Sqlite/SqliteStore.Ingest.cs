@@ -9,6 +9,10 @@ public sealed partial class SqliteStore
     private const string SelectRegistrationsByCallbackKeySql =
         "SELECT " + RegistrationColumns + " FROM registrations WHERE callback_key_hash = @hash";
 
+    // Every registration of the mailbox on the connector, inactive ones too (the planner skips them).
+    private const string SelectRegistrationsByMailboxSql =
+        "SELECT " + RegistrationColumns + " FROM registrations WHERE tenant_id = @tenant_id AND connector = @connector AND mailbox_hash = @hash AND status <> 2";
+
     private const string SaveIngestStateSql = """
         UPDATE registrations
         SET subscription_id = @subscription_id, previous_subscription_id = @previous_subscription_id,
@@ -84,6 +88,20 @@ public sealed partial class SqliteStore
             case RouteKind.CallbackKey:
                 ArgumentNullException.ThrowIfNull(route.Key, nameof(route));
                 using (var reader = s.Statement(SelectRegistrationsByCallbackKeySql, "@hash").Set(0, route.Key).Query())
+                {
+                    while (reader.Read())
+                    {
+                        found.Add(ReadRegistration(reader));
+                    }
+                }
+
+                break;
+            case RouteKind.Mailbox:
+                ArgumentNullException.ThrowIfNull(route.Key, nameof(route));
+                ArgumentNullException.ThrowIfNull(route.TenantId, nameof(route));
+                ArgumentNullException.ThrowIfNull(route.Connector, nameof(route));
+                using (var reader = s.Statement(SelectRegistrationsByMailboxSql, "@tenant_id", "@connector", "@hash")
+                    .Set(0, route.TenantId).Set(1, route.Connector).Set(2, route.Key).Query())
                 {
                     while (reader.Read())
                     {

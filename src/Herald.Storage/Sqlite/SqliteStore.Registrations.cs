@@ -8,16 +8,16 @@ public sealed partial class SqliteStore
     private const string RegistrationColumns = """
         id, tenant_id, platform, token, topic, environment, source, style, folders, locale, status, inactive_reason,
         inactive_at, subscription_id, previous_subscription_id, inbox_folder_id, unread_count, created_at, updated_at,
-        last_event_at, last_push_at, last_push_result
+        last_event_at, last_push_at, last_push_result, connector, mailbox_hash, sealed_mailbox
         """;
 
     private const string InsertRegistrationSql = """
         INSERT INTO registrations (id, tenant_id, platform, token, topic, environment, source, style, folders, locale,
             status, inactive_reason, inactive_at, subscription_id, previous_subscription_id, inbox_folder_id, unread_count,
-            created_at, updated_at, last_event_at, last_push_at, last_push_result, callback_key_hash)
+            created_at, updated_at, last_event_at, last_push_at, last_push_result, callback_key_hash, connector, mailbox_hash, sealed_mailbox)
         VALUES (@id, @tenant_id, @platform, @token, @topic, @environment, @source, @style, @folders, @locale,
             @status, @inactive_reason, @inactive_at, @subscription_id, @previous_subscription_id, @inbox_folder_id, @unread_count,
-            @created_at, @updated_at, @last_event_at, @last_push_at, @last_push_result, @callback_key_hash)
+            @created_at, @updated_at, @last_event_at, @last_push_at, @last_push_result, @callback_key_hash, @connector, @mailbox_hash, @sealed_mailbox)
         """;
 
     private const string SelectRegistrationSql =
@@ -77,7 +77,8 @@ public sealed partial class SqliteStore
                     InsertRegistrationSql,
                     "@id", "@tenant_id", "@platform", "@token", "@topic", "@environment", "@source", "@style", "@folders", "@locale",
                     "@status", "@inactive_reason", "@inactive_at", "@subscription_id", "@previous_subscription_id", "@inbox_folder_id",
-                    "@unread_count", "@created_at", "@updated_at", "@last_event_at", "@last_push_at", "@last_push_result", "@callback_key_hash")
+                    "@unread_count", "@created_at", "@updated_at", "@last_event_at", "@last_push_at", "@last_push_result", "@callback_key_hash",
+                    "@connector", "@mailbox_hash", "@sealed_mailbox")
                     .Set(0, registration.Id)
                     .Set(1, registration.TenantId)
                     .Set(2, (long)registration.Platform)
@@ -100,7 +101,10 @@ public sealed partial class SqliteStore
                     .Set(19, registration.LastEventAt)
                     .Set(20, registration.LastPushAt)
                     .Set(21, registration.LastPushResult)
-                    .Set(22, callbackKeyHash);
+                    .Set(22, callbackKeyHash)
+                    .Set(23, registration.Connector)
+                    .Set(24, registration.MailboxHash)
+                    .Set(25, registration.SealedMailbox);
                 try
                 {
                     insert.Execute();
@@ -294,5 +298,8 @@ public sealed partial class SqliteStore
         LastEventAt = reader.TimeOrNull(19),
         LastPushAt = reader.TimeOrNull(20),
         LastPushResult = reader.StringOrNull(21),
+        Connector = reader.StringOrNull(22),
+        MailboxHash = reader.IsDBNull(23) ? null : (byte[])reader.GetValue(23),
+        SealedMailbox = reader.StringOrNull(24),
     };
 }

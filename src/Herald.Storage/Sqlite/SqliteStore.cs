@@ -333,18 +333,27 @@ public sealed partial class SqliteStore : IHeraldStore
                 applied_at  INTEGER NOT NULL
             )
             """);
-        var current = Convert.ToInt32(s.ExecuteScalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"), System.Globalization.CultureInfo.InvariantCulture);
+        var applied = new HashSet<int>();
+        using (var reader = s.Statement("SELECT version FROM schema_migrations").Query())
+        {
+            while (reader.Read())
+            {
+                applied.Add(reader.GetInt32(0));
+            }
+        }
+
         var migrations = SqliteMigrations.All;
-        if (current > migrations.Count)
+        var newest = migrations.Count == 0 ? 0 : migrations[^1].Version;
+        if (applied.Count > 0 && applied.Max() > newest)
         {
             throw new InvalidOperationException(
-                $"The database {FilePath} has schema version {current}, newer than this Herald supports ({migrations.Count}). Upgrade Herald, or use another database.");
+                $"The database {FilePath} has schema version {applied.Max()}, newer than this Herald supports ({newest}). Upgrade Herald, or use another database.");
         }
 
         var now = _time.GetUtcNow();
         foreach (var migration in migrations)
         {
-            if (migration.Version <= current)
+            if (applied.Contains(migration.Version))
             {
                 continue;
             }
