@@ -19,6 +19,9 @@ public sealed class ApiKeyAuthenticator(IAccessStore store, TimeProvider time)
 
     private readonly ConcurrentDictionary<string, (Caller? Caller, DateTimeOffset Until)> _cache = new(StringComparer.Ordinal);
 
+    /// <summary>Drops every cached lookup (after a key was revoked).</summary>
+    public void Forget() => _cache.Clear();
+
     /// <summary>The caller for an Authorization header value, or null when it is missing, malformed, unknown or revoked.</summary>
     public async ValueTask<Caller?> AuthenticateAsync(string? authorization, CancellationToken cancellationToken)
     {

@@ -74,6 +74,8 @@ internal static class BenchCommand
             {
                 ["Herald:Database"] = "sqlite:" + Path.Combine(directory, "herald.db"),
                 ["Herald:AdminApiKey"] = "hk_bench_admin_key_not_for_production",
+                ["Herald:RateLimits:PerKeyPerSecond"] = "0", // one local driver makes all the calls
+                ["Herald:RateLimits:PerAddressPerSecond"] = "0",
                 ["Herald:Apns:ProductionUrl"] = apnsUrl,
                 ["Herald:Apns:SandboxUrl"] = apnsUrl,
                 ["Herald:Apns:TeamId"] = Team,

@@ -114,6 +114,8 @@ internal static class DemoCommand
             ["Herald:Wns:AllowHttpChannels"] = "true",
             ["Herald:Database"] = "sqlite:" + Path.Combine(directory, "herald.db"),
             ["Herald:AdminApiKey"] = AdminKey,
+            ["Herald:RateLimits:PerKeyPerSecond"] = "0", // one local driver makes all the calls
+            ["Herald:RateLimits:PerAddressPerSecond"] = "0",
             ["Herald:Apns:ProductionUrl"] = apns.BaseUrl,
             ["Herald:Apns:SandboxUrl"] = apns.BaseUrl,
             ["Herald:Apns:TeamId"] = Team,

@@ -2,6 +2,7 @@ using Herald.Core.Ports;
 using Herald.Core.Security;
 using Herald.Server.Auth;
 using Herald.Server.Json;
+using Herald.Storage;
 
 namespace Herald.Server.Endpoints;
 
@@ -13,6 +14,35 @@ internal static class TenantEndpoints
         var group = v1.MapGroup("/tenants").WithTags("Tenants");
         group.MapPost("/", CreateAsync);
         group.MapPost("/{id}/keys", CreateKeyAsync);
+        group.MapDelete("/{id}/keys/{keyId}", RevokeKeyAsync);
+    }
+
+    private static async Task<IResult> RevokeKeyAsync(string id, string keyId, HttpContext http, IAccessStore store, IHeraldStore admin, ApiKeyAuthenticator authenticator, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var caller = CallerContext.Get(http);
+        if (!caller.IsAdmin)
+        {
+            return Problems.Forbidden("Only the admin key manages tenants.");
+        }
+
+        if (keyId == caller.KeyId)
+        {
+            return Problems.BadRequest("A key cannot revoke itself; revoke it with another admin key.");
+        }
+
+        if (await store.GetTenantAsync(id, cancellationToken) is null)
+        {
+            return Problems.NotFound($"No tenant '{Validation.Printable(id)}'.");
+        }
+
+        // Key ids are unique across tenants; the admin key may revoke any of them.
+        if (!await admin.RevokeApiKeyAsync(keyId, time.GetUtcNow(), cancellationToken))
+        {
+            return Problems.NotFound($"No active key '{Validation.Printable(keyId)}'.");
+        }
+
+        authenticator.Forget(); // this node stops accepting it at once; other nodes within the cache time
+        return TypedResults.NoContent();
     }
 
     private static async Task<IResult> CreateAsync(HttpContext http, IAccessStore store, TimeProvider time, CancellationToken cancellationToken)

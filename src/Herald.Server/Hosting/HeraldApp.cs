@@ -94,6 +94,7 @@ public static partial class HeraldApp
         services.AddOptions<DispatchOptions>().BindConfiguration("Herald:Dispatch");
         services.AddOptions<RetryOptions>().BindConfiguration("Herald:Retry");
         services.AddOptions<IngestOptions>().BindConfiguration("Herald:Ingest");
+        services.AddOptions<RateLimitOptions>().BindConfiguration(RateLimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(sp =>
@@ -165,6 +166,7 @@ public static partial class HeraldApp
     private static void MapEndpoints(WebApplication app)
     {
         app.UseMiddleware<ErrorMiddleware>();
+        app.UseMiddleware<RequestLimits>();
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapGet("/", () => TypedResults.Text("Herald mail push gateway. API under /v1 (see /openapi/v1.json); health at /healthz and /readyz.\n"))
             .ExcludeFromDescription();
