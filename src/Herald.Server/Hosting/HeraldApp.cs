@@ -55,10 +55,25 @@ public static partial class HeraldApp
             o.UseUtcTimestamp = true;
         });
 
+        // HTTPS from a certificate file (Herald:Tls), for deployments without a TLS-terminating proxy. Read when Kestrel
+        // starts, so configuration added by callers (tests, the demo) counts.
+        builder.WebHost.UseKestrelHttpsConfiguration();
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+            EdgeSetup.ConfigureHttps(kestrel, context.Configuration.GetSection(TlsOptions.Section).Get<TlsOptions>() ?? new TlsOptions()));
+
+        // Behind a reverse proxy: X-Forwarded-For/-Proto are honoured only from the proxies named here.
+        builder.Services.AddOptions<ForwardedHeadersOptions>().Configure<IConfiguration>((o, configuration) =>
+            (configuration.GetSection(ForwardedHeadersSettings.Section).Get<ForwardedHeadersSettings>() ?? new ForwardedHeadersSettings()).ApplyTo(o));
+
         AddHerald(builder);
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        if ((app.Configuration.GetSection(ForwardedHeadersSettings.Section).Get<ForwardedHeadersSettings>() ?? new ForwardedHeadersSettings()).Enabled)
+        {
+            app.UseForwardedHeaders();
+        }
+
         MapEndpoints(app);
         return app;
     }
