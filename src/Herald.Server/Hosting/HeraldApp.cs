@@ -141,6 +141,10 @@ public static partial class HeraldApp
         services.AddSingleton<ConnectorService>();
         services.AddSingleton<IPreviewCache, PreviewCache>(_ => new PreviewCache());
 
+        // One APNs provider token per signing key for the whole farm and across restarts (registered before the provider's default).
+        services.AddSingleton(sp => (ISharedTokenStore)sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton<IApnsTokenCache, SharedApnsTokenCache>();
+
         // The pipeline.
         services.AddSingleton<QueueSignal>();
         services.AddSingleton<IIngestPlanner, MailEventPlanner>();
