@@ -18,7 +18,8 @@ namespace Herald.Server.Cli;
 /// <summary>
 /// <c>herald doctor</c>: checks a deployment without changing it and prints pass, warn or fail per check
 /// with what to do; exit 1 when any check fails. Checks: configuration, database, credentials (parse),
-/// provider reachability (TCP and TLS handshake), and the public URL answering as an EWS listener.
+/// provider reachability (TCP and TLS handshake), the public URL answering as an EWS listener, each connector
+/// (OAuth2 token, EWS service account), and the clock against the peers' Date headers.
 /// </summary>
 internal static class DoctorCommand
 {
@@ -109,6 +110,20 @@ internal static class DoctorCommand
             }
 
             checks.Add(await PublicUrlAsync(options.PublicBaseUrl, cancellationToken));
+
+            var peerDates = new List<DateTimeOffset>();
+            var time = services.GetRequiredService<TimeProvider>();
+            try
+            {
+                var connectors = services.GetRequiredService<Core.Connectors.ConnectorService>();
+                checks.AddRange(await DoctorConnectors.CheckAsync(connectors, options.PublicBaseUrl, peerDates, time, cancellationToken));
+            }
+            catch (InvalidOperationException ex)
+            {
+                checks.Add(new Check("connectors", "fail", ex.Message));
+            }
+
+            checks.Add(DoctorConnectors.ClockSkew(peerDates, time));
         }
 
         return checks;
