@@ -27,4 +27,61 @@ public sealed class CredentialHealth
             _faults.TryRemove(platform, out _);
         }
     }
+
+    // Per credential (tenant and credential name): faults and certificate expiry, reported by the providers.
+    private readonly ConcurrentDictionary<(Platform Platform, string TenantId, string Credential), CredentialState> _credentials = new();
+
+    /// <summary>What is known about one credential: its current fault (null when healthy) and, for certificates, its expiry.</summary>
+    public sealed record CredentialState(Platform Platform, string TenantId, string Credential, Fault? Fault, DateTimeOffset? ExpiresAt);
+
+    /// <summary>The credentials with a fault or a known expiry, for readiness.</summary>
+    public IReadOnlyList<CredentialState> Credentials() => [.. _credentials.Values];
+
+    /// <summary>A provider rejected this credential: its circuit is open.</summary>
+    public void ReportCredentialFault(Platform platform, string tenantId, string credential, DateTimeOffset at, int status, string? reason)
+        => _credentials.AddOrUpdate(
+            (platform, tenantId, credential),
+            static (k, f) => new CredentialState(k.Platform, k.TenantId, k.Credential, f, null),
+            static (_, old, f) => old with { Fault = f },
+            new Fault(at, status, reason));
+
+    /// <summary>A send with this credential succeeded: its fault is over.</summary>
+    public void ClearCredentialFault(Platform platform, string tenantId, string credential)
+    {
+        if (_credentials.IsEmpty || !_credentials.TryGetValue((platform, tenantId, credential), out var state) || state.Fault is null)
+        {
+            return;
+        }
+
+        if (state.ExpiresAt is null)
+        {
+            _credentials.TryRemove((platform, tenantId, credential), out _);
+        }
+        else
+        {
+            _credentials[(platform, tenantId, credential)] = state with { Fault = null };
+        }
+    }
+
+    /// <summary>Records when a certificate credential expires (readiness warns within 30 days).</summary>
+    public void ReportExpiry(Platform platform, string tenantId, string credential, DateTimeOffset expiresAt)
+        => _credentials.AddOrUpdate(
+            (platform, tenantId, credential),
+            static (k, e) => new CredentialState(k.Platform, k.TenantId, k.Credential, null, e),
+            static (_, old, e) => old with { ExpiresAt = e },
+            expiresAt);
+
+    /// <summary>A tenant's credential was replaced or removed: forget what was said about the old one (and the platform's last fault).</summary>
+    public void Forget(Platform platform, string tenantId)
+    {
+        foreach (var key in _credentials.Keys)
+        {
+            if (key.Platform == platform && key.TenantId == tenantId)
+            {
+                _credentials.TryRemove(key, out _);
+            }
+        }
+
+        _faults.TryRemove(platform, out _);
+    }
 }

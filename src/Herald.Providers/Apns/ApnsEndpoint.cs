@@ -6,12 +6,13 @@ using Herald.Providers.Http;
 namespace Herald.Providers.Apns;
 
 /// <summary>
-/// One APNs host (production or sandbox) with its long-lived HTTP/2 connection pool. Created once per
-/// provider and disposed with it; requests never create clients or handlers.
+/// One APNs host (production or sandbox) with its long-lived HTTP/2 connection pool: one per environment for
+/// token auth, and one per certificate and environment for certificate auth (the TLS client certificate belongs
+/// to the connection). Created on demand and kept; requests never create clients or handlers.
 /// </summary>
 internal sealed class ApnsEndpoint : IDisposable
 {
-    public ApnsEndpoint(string name, string baseUrl, ApnsOptions options, X509Certificate2? trustedCertificate)
+    public ApnsEndpoint(string name, string baseUrl, ApnsOptions options, X509Certificate2? trustedCertificate, X509Certificate2? clientCertificate = null)
     {
         Name = name;
         var uri = new Uri(baseUrl, UriKind.Absolute);
@@ -44,7 +45,15 @@ internal sealed class ApnsEndpoint : IDisposable
             {
                 PinnedCertificate.Pin(handler.SslOptions, trustedCertificate);
             }
+
+            if (clientCertificate is not null)
+            {
+                // Certificate auth: always present this certificate, whatever CA names the server lists.
+                handler.SslOptions.LocalCertificateSelectionCallback = (_, _, _, _, _) => clientCertificate;
+            }
         }
+
+        OutboundProxy.Apply(handler, options.Proxy);
 
         Invoker = new HttpMessageInvoker(handler, disposeHandler: true);
     }

@@ -1,4 +1,5 @@
 using Herald.Core.Registrations;
+using Herald.Providers.Http;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Providers.Apns;
@@ -29,6 +30,27 @@ public sealed class ApnsOptions
 
     /// <summary>The <c>.p8</c> key itself (PEM); takes precedence over <see cref="PrivateKeyFile"/> when both are set.</summary>
     public string? PrivateKeyPem { get; set; }
+
+    /// <summary>
+    /// Path of the provider certificate for certificate auth: a <c>.p12</c>/<c>.pfx</c> file (PKCS#12) or a PEM file
+    /// (certificate and key, or the key in <see cref="CertificateKeyFile"/>). Needed for MDM wake-ups.
+    /// </summary>
+    public string? CertificateFile { get; set; }
+
+    /// <summary>The password of the PKCS#12 file (or of an encrypted PEM key).</summary>
+    public string? CertificatePassword { get; set; }
+
+    /// <summary>Path of the PEM private key when <see cref="CertificateFile"/> is a PEM certificate without it.</summary>
+    public string? CertificateKeyFile { get; set; }
+
+    /// <summary>The certificate and key as PEM text; takes precedence over <see cref="CertificateFile"/>.</summary>
+    public string? CertificatePem { get; set; }
+
+    /// <summary>The outbound HTTP CONNECT proxy (from <c>Herald:Proxy</c>); null for direct connections.</summary>
+    public OutboundProxyOptions? Proxy { get; set; }
+
+    /// <summary>True when a certificate credential is configured.</summary>
+    public bool HasCertificateCredential => !string.IsNullOrWhiteSpace(CertificateFile) || !string.IsNullOrWhiteSpace(CertificatePem);
 
     /// <summary>The default topic (bundle id), used when a notification carries none.</summary>
     public string? Topic { get; set; }
@@ -123,6 +145,24 @@ public sealed class ApnsOptions
             {
                 errors.Add($"{SectionName}:{nameof(PrivateKeyPem)} must be a PEM key (-----BEGIN PRIVATE KEY-----).");
             }
+        }
+
+        if (!string.IsNullOrWhiteSpace(options.CertificateFile) && string.IsNullOrWhiteSpace(options.CertificatePem))
+        {
+            if (!File.Exists(options.CertificateFile))
+            {
+                errors.Add($"{SectionName}:{nameof(CertificateFile)} '{options.CertificateFile}' does not exist.");
+            }
+
+            if (!string.IsNullOrWhiteSpace(options.CertificateKeyFile) && !File.Exists(options.CertificateKeyFile))
+            {
+                errors.Add($"{SectionName}:{nameof(CertificateKeyFile)} '{options.CertificateKeyFile}' does not exist.");
+            }
+        }
+
+        if (options.Proxy is { } proxy)
+        {
+            errors.AddRange(OutboundProxyOptions.Validate(proxy));
         }
 
         CheckPositive(errors, nameof(ConnectTimeout), options.ConnectTimeout);

@@ -11,8 +11,11 @@ namespace Herald.Providers.Apns;
 /// </summary>
 internal static class ApnsPayload
 {
-    /// <summary>Apple's limit for every push type Herald sends (VoIP's 5120 does not apply).</summary>
+    /// <summary>Apple's limit for every push type except VoIP.</summary>
     public const int MaxBytes = 4096;
+
+    /// <summary>Apple's limit for VoIP pushes (push type <c>voip</c>, topic <c>&lt;bundle id&gt;.voip</c>).</summary>
+    public const int MaxVoipBytes = 5120;
 
     // Escape only what JSON requires: non-ASCII text stays UTF-8 (3 bytes) instead of \uXXXX (6 bytes),
     // which matters under a 4 KB limit. The payload is never embedded in HTML.
@@ -30,9 +33,9 @@ internal static class ApnsPayload
     /// payload size either way. The array is not pooled on purpose: HTTP/2 may still be reading a request
     /// body after the response arrived, so the body must never go back to a pool under the handler.
     /// </summary>
-    public static byte[]? Build(NotificationContent content, out int size)
+    public static byte[]? Build(NotificationContent content, out int size, int maxBytes = MaxBytes)
     {
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(MaxBytes + 512);
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(MaxVoipBytes + 512);
         buffer.ResetWrittenCount();
         var writer = t_writer;
         if (writer is null)
@@ -47,7 +50,7 @@ internal static class ApnsPayload
         Write(writer, content);
         writer.Flush();
         size = buffer.WrittenCount;
-        if (size > MaxBytes)
+        if (size > maxBytes)
         {
             if (buffer.Capacity > 64 * 1024)
             {

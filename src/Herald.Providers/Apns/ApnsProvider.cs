@@ -1,10 +1,13 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Herald.Core.Notifications;
+using Herald.Core.Pipeline;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
@@ -16,9 +19,11 @@ using Microsoft.Extensions.Options;
 namespace Herald.Providers.Apns;
 
 /// <summary>
-/// Sends notifications to APNs over HTTP/2 with token (JWT) authentication. One long-lived connection
-/// pool per environment; every provider answer and transport fault becomes a <see cref="PushResult"/>
-/// following PROTOCOLS.md (only the caller's own cancellation throws).
+/// Sends notifications to APNs over HTTP/2 with token (JWT) or certificate (TLS client certificate)
+/// authentication. One long-lived connection pool per environment for tokens, one per certificate and
+/// environment for certificates; every provider answer and transport fault becomes a <see cref="PushResult"/>
+/// following PROTOCOLS.md (only the caller's own cancellation throws). A credential fault opens that
+/// credential's circuit only: its sends go back to retry without a round trip until a probe succeeds.
 /// </summary>
 public sealed partial class ApnsProvider : IPushProvider, IDisposable
 {
@@ -28,6 +33,11 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
     private const string PushTypeAlert = "alert";
     private const string PushTypeBackground = "background";
     private const string PushTypeMdm = "mdm";
+    private const string PushTypeVoip = "voip";
+    private const string VoipTopicSuffix = ".voip";
+
+    /// <summary>Certificates expiring within this time are warned about (logs and readiness).</summary>
+    public static readonly TimeSpan ExpiryWarning = TimeSpan.FromDays(30);
     private const string PriorityImmediate = "10";
     private const string PriorityPowerAware = "5";
 
@@ -43,6 +53,11 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
     private readonly TimeSpan _requestTimeout;
     private readonly string? _defaultTopic;
     private readonly IDisposable? _owned;
+    private readonly ApnsOptions _options;
+    private readonly X509Certificate2? _trusted;
+    private readonly CredentialHealth? _health;
+    private readonly ConcurrentDictionary<(string Thumbprint, bool Sandbox), ApnsEndpoint> _certificateEndpoints = new();
+    private readonly ConditionalWeakTable<ApnsCertificateCredential, object> _expiryChecked = new();
     private long _lastCredentialWarning;
     private long _lastNoCredentialWarning;
     private volatile bool _disposed;
@@ -53,8 +68,9 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         IApnsCredentialSource credentials,
         IApnsTokenCache tokenCache,
         TimeProvider time,
-        ILogger<ApnsProvider> logger)
-        : this(options, credentials, tokenCache, time, logger, owned: null)
+        ILogger<ApnsProvider> logger,
+        CredentialHealth? health = null)
+        : this(options, credentials, tokenCache, time, logger, owned: null, health)
     {
     }
 
@@ -64,7 +80,8 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         IApnsTokenCache tokenCache,
         TimeProvider time,
         ILogger logger,
-        IDisposable? owned)
+        IDisposable? owned,
+        CredentialHealth? health = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
@@ -85,11 +102,38 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         _requestTimeout = o.RequestTimeout;
         _defaultTopic = string.IsNullOrWhiteSpace(o.Topic) ? null : o.Topic;
 
-        using var trusted = string.IsNullOrWhiteSpace(o.TrustedCertificateFile) ? null : LoadCertificate(o.TrustedCertificateFile);
-        _production = new ApnsEndpoint("production", o.ProductionUrl, o, trusted);
-        _sandbox = new ApnsEndpoint("sandbox", o.SandboxUrl, o, trusted);
+        _options = o;
+        _health = health;
+        _trusted = string.IsNullOrWhiteSpace(o.TrustedCertificateFile) ? null : LoadCertificate(o.TrustedCertificateFile);
+        _production = new ApnsEndpoint("production", o.ProductionUrl, o, _trusted);
+        _sandbox = new ApnsEndpoint("sandbox", o.SandboxUrl, o, _trusted);
         _owned = owned;
         TokenCache = tokenCache;
+        if (credentials is OptionsApnsCredentialSource { Certificate: { } configured })
+        {
+            CheckExpiry(configured);
+        }
+        else if (credentials is Credentials.TenantApnsCredentialSource tenants)
+        {
+            if (tenants.Fallback.Certificate is { } fallback)
+            {
+                CheckExpiry(fallback);
+            }
+
+            // A replaced certificate's connections are closed; its successor opens its own.
+            tenants.Replaced += old =>
+            {
+                if (old is ApnsCertificateCredential replaced)
+                {
+                    ForgetCertificate(replaced.Certificate.Thumbprint);
+                    _health?.Forget(Platform.Apns, replaced.Owner);
+                }
+                else
+                {
+                    _health?.Forget(Platform.Apns, old.Owner);
+                }
+            };
+        }
     }
 
     /// <summary>
@@ -156,11 +200,31 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             {
                 return new PushResult(PushOutcome.Failed, 0, ApnsReasons.MissingPushMagic);
             }
+
+            if (!topic.StartsWith(ApnsCertificate.MdmTopicPrefix, StringComparison.Ordinal))
+            {
+                return new PushResult(PushOutcome.Failed, 400, ApnsReasons.BadTopic);
+            }
         }
 
-        if (credential is not ApnsTokenCredential tokenCredential)
+        var tokenCredential = credential as ApnsTokenCredential;
+        var certificateCredential = credential as ApnsCertificateCredential;
+        if (tokenCredential is null && certificateCredential is null)
         {
             return new PushResult(PushOutcome.CredentialFault, 0, ApnsReasons.UnsupportedCredential);
+        }
+
+        if (certificateCredential is not null && CheckCertificate(certificateCredential, notification, topic) is { } refused)
+        {
+            return refused;
+        }
+
+        if (!credential.Circuit.TryPass())
+        {
+            // This credential was rejected and its pause is not over: back to retry without a round trip.
+            var fault = credential.Circuit.Fault;
+            var untilProbe = credential.Circuit.UntilProbe;
+            return new PushResult(PushOutcome.CredentialFault, fault?.Status ?? 0, fault?.Reason ?? ApnsReasons.CredentialPaused, untilProbe > TimeSpan.Zero ? untilProbe : null);
         }
 
         // Refuse locally what APNs would refuse, without a round trip (and keep the URL path safe).
@@ -180,17 +244,29 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             return new PushResult(PushOutcome.Failed, 400, ApnsReasons.BadCollapseId);
         }
 
-        var payload = ApnsPayload.Build(content, out var size);
+        var voip = content.Kind is PushKind.Alert or PushKind.Badge && topic.EndsWith(VoipTopicSuffix, StringComparison.Ordinal);
+        var limit = voip ? ApnsPayload.MaxVoipBytes : ApnsPayload.MaxBytes;
+        var payload = ApnsPayload.Build(content, out var size, limit);
         if (payload is null)
         {
-            Log.PayloadTooLarge(_logger, notification.Id, size, ApnsPayload.MaxBytes);
+            Log.PayloadTooLarge(_logger, notification.Id, size, limit);
             return new PushResult(PushOutcome.Failed, 413, ApnsReasons.PayloadTooLarge);
         }
 
-        var endpoint = notification.Environment == PushEnvironment.Sandbox ? _sandbox : _production;
-        var key = tokenCredential.SigningKey;
+        var sandbox = notification.Environment == PushEnvironment.Sandbox;
+        if (certificateCredential is not null)
+        {
+            var certificateEndpoint = CertificateEndpoint(certificateCredential, sandbox);
+            var answer = await SendOnceAsync(certificateEndpoint, notification, topic, payload, null, voip, cancellationToken).ConfigureAwait(false);
+            Settle(credential, notification, answer);
+            LogNotable(notification, topic, certificateEndpoint, credential, answer);
+            return answer;
+        }
+
+        var endpoint = sandbox ? _sandbox : _production;
+        var key = tokenCredential!.SigningKey;
         var token = await _tokens.GetAsync(key, cancellationToken).ConfigureAwait(false);
-        var result = await SendOnceAsync(endpoint, notification, topic, payload, token, cancellationToken).ConfigureAwait(false);
+        var result = await SendOnceAsync(endpoint, notification, topic, payload, token, voip, cancellationToken).ConfigureAwait(false);
 
         if (result.StatusCode == 403 && result.Reason == ApnsReasons.ExpiredProviderToken)
         {
@@ -199,7 +275,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             if (!ReferenceEquals(renewed, token))
             {
                 Log.ResendWithNewToken(_logger, notification.Id, key.Id);
-                result = await SendOnceAsync(endpoint, notification, topic, payload, renewed, cancellationToken).ConfigureAwait(false);
+                result = await SendOnceAsync(endpoint, notification, topic, payload, renewed, voip, cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -208,8 +284,133 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             await _tokens.ReportTooManyUpdatesAsync(key, cancellationToken).ConfigureAwait(false);
         }
 
+        Settle(credential, notification, result);
         LogNotable(notification, topic, endpoint, credential, result);
         return result;
+    }
+
+    /// <summary>
+    /// Refuses locally what APNs would refuse for a certificate: expired or not yet valid (a credential fault),
+    /// a topic it does not hold (TopicDisallowed), an environment it does not serve (BadCertificateEnvironment).
+    /// </summary>
+    private PushResult? CheckCertificate(ApnsCertificateCredential credential, ClaimedNotification notification, string topic)
+    {
+        var certificate = credential.Certificate;
+        CheckExpiry(credential);
+        var now = _time.GetUtcNow();
+        if (now > certificate.NotAfter || now < certificate.NotBefore)
+        {
+            var result = new PushResult(PushOutcome.CredentialFault, 0, ApnsReasons.CertificateExpired);
+            if (!credential.Circuit.IsOpen)
+            {
+                credential.Circuit.Trip(0, ApnsReasons.CertificateExpired);
+                _health?.ReportCredentialFault(Platform.Apns, credential.Owner, credential.Name, now, 0, ApnsReasons.CertificateExpired);
+                Log.CertificateExpired(_logger, credential.Name, credential.Owner, certificate.NotAfter);
+            }
+
+            return result;
+        }
+
+        if (certificate.Topics.Count > 0 && !certificate.Allows(topic))
+        {
+            return new PushResult(PushOutcome.Failed, 400, ApnsReasons.TopicDisallowed);
+        }
+
+        var sandbox = notification.Environment == PushEnvironment.Sandbox;
+        if (sandbox ? !certificate.ServesSandbox : !certificate.ServesProduction)
+        {
+            return new PushResult(PushOutcome.Failed, 403, ApnsReasons.BadCertificateEnvironment);
+        }
+
+        return null;
+    }
+
+    /// <summary>Warns once per certificate that expires within <see cref="ExpiryWarning"/>, and tells readiness its expiry.</summary>
+    private void CheckExpiry(ApnsCertificateCredential credential)
+    {
+        if (_expiryChecked.TryGetValue(credential, out _))
+        {
+            return;
+        }
+
+        _expiryChecked.AddOrUpdate(credential, credential);
+        var notAfter = credential.Certificate.NotAfter;
+        _health?.ReportExpiry(Platform.Apns, credential.Owner, credential.Name, notAfter);
+        var left = notAfter - _time.GetUtcNow();
+        if (left < ExpiryWarning)
+        {
+            Log.CertificateExpiresSoon(_logger, credential.Name, credential.Owner, notAfter, Math.Max(0, (int)left.TotalDays));
+        }
+    }
+
+    /// <summary>Opens or closes the credential's circuit by what APNs answered.</summary>
+    private void Settle(ApnsCredential credential, ClaimedNotification notification, PushResult result)
+    {
+        switch (result.Outcome)
+        {
+            case PushOutcome.CredentialFault:
+                credential.Circuit.Trip(result.StatusCode, result.Reason);
+                _health?.ReportCredentialFault(Platform.Apns, credential.Owner, credential.Name, _time.GetUtcNow(), result.StatusCode, result.Reason);
+                break;
+            case PushOutcome.Retry when result.StatusCode == 0:
+                credential.Circuit.ProbeInconclusive(); // transport: says nothing about the credential
+                break;
+            case PushOutcome.Retry when result.StatusCode == 403:
+                credential.Circuit.ProbeInconclusive();
+                break;
+            default:
+                // APNs judged the request itself, so it accepted the credential.
+                if (credential.Circuit.IsOpen)
+                {
+                    Log.CredentialRecovered(_logger, credential.Name, notification.TenantId);
+                }
+
+                credential.Circuit.Reset();
+                _health?.ClearCredentialFault(Platform.Apns, credential.Owner, credential.Name);
+                break;
+        }
+    }
+
+    private ApnsEndpoint CertificateEndpoint(ApnsCertificateCredential credential, bool sandbox)
+    {
+        var key = (credential.Certificate.Thumbprint, sandbox);
+        if (_certificateEndpoints.TryGetValue(key, out var endpoint))
+        {
+            return endpoint;
+        }
+
+        lock (_certificateEndpoints)
+        {
+            if (_certificateEndpoints.TryGetValue(key, out endpoint))
+            {
+                return endpoint;
+            }
+
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            endpoint = new ApnsEndpoint(
+                sandbox ? "sandbox" : "production",
+                sandbox ? _options.SandboxUrl : _options.ProductionUrl,
+                _options,
+                _trusted,
+                credential.Certificate.Certificate);
+            _certificateEndpoints[key] = endpoint;
+            return endpoint;
+        }
+    }
+
+    /// <summary>
+    /// Closes the connections of certificates no longer in use (a replaced or deleted credential). Called by
+    /// credential sources when a credential changes; connections of current certificates stay open.
+    /// </summary>
+    public void ForgetCertificate(string thumbprint)
+    {
+        foreach (var sandbox in (ReadOnlySpan<bool>)[false, true])
+        {
+            if (_certificateEndpoints.TryRemove((thumbprint, sandbox), out var endpoint))
+            {
+                endpoint.Dispose();
+            }
+        }
     }
 
     /// <summary>Maps an APNs answer to Herald's outcome: the table of PROTOCOLS.md.</summary>
@@ -244,7 +445,8 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         ClaimedNotification notification,
         string topic,
         byte[] payload,
-        ApnsProviderToken token,
+        ApnsProviderToken? token,
+        bool voip,
         CancellationToken cancellationToken)
     {
         var kind = notification.Content.Kind;
@@ -258,11 +460,16 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         };
 
         var headers = request.Headers;
-        headers.TryAddWithoutValidation("authorization", token.Authorization);
+        if (token is not null)
+        {
+            headers.TryAddWithoutValidation("authorization", token.Authorization);
+        }
+
         headers.TryAddWithoutValidation("apns-push-type", kind switch
         {
             PushKind.Background => PushTypeBackground,
             PushKind.Mdm => PushTypeMdm,
+            _ when voip => PushTypeVoip,
             _ => PushTypeAlert, // badge-only pushes are alert pushes
         });
         headers.TryAddWithoutValidation("apns-topic", topic);
@@ -439,6 +646,17 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         _disposed = true;
         _production.Dispose();
         _sandbox.Dispose();
+        lock (_certificateEndpoints)
+        {
+            foreach (var endpoint in _certificateEndpoints.Values)
+            {
+                endpoint.Dispose();
+            }
+
+            _certificateEndpoints.Clear();
+        }
+
+        _trusted?.Dispose();
         _owned?.Dispose();
     }
 
@@ -467,5 +685,14 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
 
         [LoggerMessage(EventId = 3108, Level = LogLevel.Warning, Message = "No APNs credential for tenant {TenantId} and topic {Topic}")]
         public static partial void NoCredential(ILogger logger, string tenantId, string topic);
+
+        [LoggerMessage(EventId = 3109, Level = LogLevel.Warning, Message = "APNs certificate {Credential} of tenant {TenantId} expires at {NotAfter:u} (in {Days} days): upload a renewed certificate")]
+        public static partial void CertificateExpiresSoon(ILogger logger, string credential, string tenantId, DateTimeOffset notAfter, int days);
+
+        [LoggerMessage(EventId = 3110, Level = LogLevel.Error, Message = "APNs certificate {Credential} of tenant {TenantId} expired at {NotAfter:u}; its sends wait in retry until it is replaced")]
+        public static partial void CertificateExpired(ILogger logger, string credential, string tenantId, DateTimeOffset notAfter);
+
+        [LoggerMessage(EventId = 3111, Level = LogLevel.Information, Message = "APNs accepts credential {Credential} again (tenant {TenantId}); its circuit is closed")]
+        public static partial void CredentialRecovered(ILogger logger, string credential, string tenantId);
     }
 }

@@ -57,6 +57,12 @@ public static class ApnsReasons
     /// <summary>Herald: an MDM notification without its PushMagic.</summary>
     public const string MissingPushMagic = nameof(MissingPushMagic);
 
+    /// <summary>Herald: the certificate credential is expired (or not yet valid); it was not presented to APNs.</summary>
+    public const string CertificateExpired = nameof(CertificateExpired);
+
+    /// <summary>Herald: the credential's circuit is open after a fault; the send waits for the next probe.</summary>
+    public const string CredentialPaused = nameof(CredentialPaused);
+
     /// <summary>Herald: the credential kind is not supported by this provider.</summary>
     public const string UnsupportedCredential = nameof(UnsupportedCredential);
 

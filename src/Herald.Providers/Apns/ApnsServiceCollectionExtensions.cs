@@ -1,4 +1,8 @@
+using Herald.Core.Credentials;
 using Herald.Core.Ports;
+using Herald.Providers.Credentials;
+using Herald.Providers.Http;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -19,10 +23,20 @@ public static class ApnsServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ApnsOptions>, ApnsOptionsValidator>());
-        services.TryAddSingleton<IApnsCredentialSource, OptionsApnsCredentialSource>();
+        services.TryAddSingleton<IApnsCredentialSource>(static sp =>
+        {
+            // Per-tenant credentials when the host keeps them (a CredentialRegistry), the configured ones as fallback.
+            var time = sp.GetRequiredService<TimeProvider>();
+            var fallback = new OptionsApnsCredentialSource(sp.GetRequiredService<IOptions<ApnsOptions>>(), time);
+            return sp.GetService<CredentialRegistry>() is { } registry
+                ? new TenantApnsCredentialSource(registry, fallback, time, sp.GetService<ILogger<TenantApnsCredentialSource>>())
+                : fallback;
+        });
         services.TryAddSingleton<IApnsTokenCache, ApnsTokenCache>();
         services.TryAddSingleton<ApnsProvider>();
         services.AddSingleton<IPushProvider>(static sp => sp.GetRequiredService<ApnsProvider>());
-        return services.AddOptions<ApnsOptions>();
+        var builder = services.AddOptions<ApnsOptions>();
+        builder.PostConfigure<IOptions<OutboundProxyOptions>>(static (o, proxy) => o.Proxy ??= proxy.Value.IsEnabled ? proxy.Value : null);
+        return builder;
     }
 }

@@ -41,6 +41,7 @@ internal static class FcmHttp
             PinnedCertificate.Pin(handler.SslOptions, trustedCertificate);
         }
 
+        OutboundProxy.Apply(handler, options.Proxy);
         return handler;
     }
 

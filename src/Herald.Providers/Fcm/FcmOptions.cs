@@ -33,6 +33,9 @@ public sealed class FcmOptions
     /// <summary>Connections idle this long are closed.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The outbound HTTP CONNECT proxy (from <c>Herald:Proxy</c>); null for direct connections.</summary>
+    public Herald.Providers.Http.OutboundProxyOptions? Proxy { get; set; }
+
     /// <summary>HTTP/2 PING interval on connections (health check; keeps NAT state alive). Infinite disables pings.</summary>
     public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -1,4 +1,8 @@
+using Herald.Core.Credentials;
 using Herald.Core.Ports;
+using Herald.Providers.Credentials;
+using Herald.Providers.Http;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -19,10 +23,18 @@ public static class FcmServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FcmOptions>, FcmOptionsValidator>());
-        services.TryAddSingleton<IFcmCredentialSource, OptionsFcmCredentialSource>();
+        services.TryAddSingleton<IFcmCredentialSource>(static sp =>
+        {
+            var fallback = new OptionsFcmCredentialSource(sp.GetRequiredService<IOptions<FcmOptions>>());
+            return sp.GetService<CredentialRegistry>() is { } registry
+                ? new TenantFcmCredentialSource(registry, fallback, sp.GetService<ILogger<TenantFcmCredentialSource>>())
+                : fallback;
+        });
         services.TryAddSingleton<IFcmTokenCache, FcmTokenCache>();
         services.TryAddSingleton<FcmProvider>();
         services.AddSingleton<IPushProvider>(static sp => sp.GetRequiredService<FcmProvider>());
-        return services.AddOptions<FcmOptions>();
+        var builder = services.AddOptions<FcmOptions>();
+        builder.PostConfigure<IOptions<OutboundProxyOptions>>(static (o, proxy) => o.Proxy ??= proxy.Value.IsEnabled ? proxy.Value : null);
+        return builder;
     }
 }

@@ -35,6 +35,7 @@ internal static class WnsHttp
             PinnedCertificate.Pin(handler.SslOptions, trusted);
         }
 
+        OutboundProxy.Apply(handler, options.Proxy);
         return new HttpMessageInvoker(handler, disposeHandler: true);
     }
 

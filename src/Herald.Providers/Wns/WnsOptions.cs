@@ -53,6 +53,9 @@ public sealed class WnsOptions
     /// <summary>Pooled connections idle this long are closed.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The outbound HTTP CONNECT proxy (from <c>Herald:Proxy</c>); null for direct connections.</summary>
+    public Herald.Providers.Http.OutboundProxyOptions? Proxy { get; set; }
+
     /// <summary>
     /// Pooled connections older than this are replaced once idle, so DNS changes of the WNS hosts take effect.
     /// Infinite keeps connections for as long as they are used.

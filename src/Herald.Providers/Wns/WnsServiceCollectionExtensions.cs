@@ -1,4 +1,8 @@
+using Herald.Core.Credentials;
 using Herald.Core.Ports;
+using Herald.Providers.Credentials;
+using Herald.Providers.Http;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -19,11 +23,19 @@ public static class WnsServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<WnsOptions>, WnsOptionsValidator>());
-        services.TryAddSingleton<IWnsCredentialSource, OptionsWnsCredentialSource>();
+        services.TryAddSingleton<IWnsCredentialSource>(static sp =>
+        {
+            var fallback = new OptionsWnsCredentialSource(sp.GetRequiredService<IOptions<WnsOptions>>());
+            return sp.GetService<CredentialRegistry>() is { } registry
+                ? new TenantWnsCredentialSource(registry, fallback, sp.GetService<ILogger<TenantWnsCredentialSource>>())
+                : fallback;
+        });
         services.TryAddSingleton<WnsTokenClient>();
         services.TryAddSingleton<IWnsTokenCache, WnsTokenCache>();
         services.TryAddSingleton<WnsProvider>();
         services.AddSingleton<IPushProvider>(static sp => sp.GetRequiredService<WnsProvider>());
-        return services.AddOptions<WnsOptions>();
+        var builder = services.AddOptions<WnsOptions>();
+        builder.PostConfigure<IOptions<OutboundProxyOptions>>(static (o, proxy) => o.Proxy ??= proxy.Value.IsEnabled ? proxy.Value : null);
+        return builder;
     }
 }

@@ -11,8 +11,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Primitives;
 
@@ -27,14 +29,20 @@ namespace Herald.Simulators.Apns;
 /// <remarks>
 /// Checks, in order (the first failing one answers): method (405 MethodNotAllowed); path (404 BadPath);
 /// a header sent twice (400 DuplicateHeaders); token present (400 MissingDeviceToken) and even-length hex
-/// (400 BadDeviceToken); <c>apns-id</c> a UUID (400 BadMessageId); provider token (403 MissingProviderToken,
-/// InvalidProviderToken, ExpiredProviderToken; 429 TooManyProviderTokenUpdates); topic present (400
-/// MissingTopic); push type (400 InvalidPushType); topic allowed for the key (400 TopicDisallowed); priority
+/// (400 BadDeviceToken); <c>apns-id</c> a UUID (400 BadMessageId); with a client certificate on a
+/// certificate-auth server (<see cref="FakeApnsServerOptions.ClientCertificateAuthorities"/>): issued by a
+/// given authority, valid by the fake's clock and not revoked (403 BadCertificate), for this environment
+/// (403 BadCertificateEnvironment), and the topic defaults to a single-topic certificate's topic; otherwise the
+/// provider token (403 MissingProviderToken, InvalidProviderToken, ExpiredProviderToken; 429
+/// TooManyProviderTokenUpdates); topic present (400 MissingTopic); push type (400 InvalidPushType, also for
+/// <c>mdm</c> without a certificate); topic allowed for the key or certificate (400 TopicDisallowed); priority
 /// 10, 5 or 1 and not 10 for background (400 BadPriority); collapse id ≤ 64 bytes (400 BadCollapseId);
 /// expiration an integer (400 BadExpirationDate); payload present (400 PayloadEmpty), ≤ 4096 bytes, 5120
 /// for voip (413 PayloadTooLarge), a JSON object (400 <b>BadPayload</b>: Apple documents no reason for
-/// malformed JSON, so the fake uses this one). Then, for a valid request: <see cref="FailNext"/>, the
-/// token's <see cref="Script"/>, <see cref="TooManyRequests"/>, and the device registry (410 Unregistered,
+/// malformed JSON, so the fake uses this one; also for an <c>mdm</c> payload other than exactly
+/// <c>{"mdm":"..."}</c>). Then, for a valid request: <see cref="FailNext"/>, the
+/// token's <see cref="Script"/>, <see cref="TooManyRequests"/>, and the device registry (410 Unregistered or
+/// ExpiredToken,
 /// 400 BadDeviceToken for the other environment or unknown tokens in strict mode, 400
 /// DeviceTokenNotForTopic); otherwise 200.
 /// </remarks>
@@ -57,9 +65,10 @@ public sealed class FakeApnsServer : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly WebApplication _app;
     private readonly FakeApnsAuth _auth;
+    private readonly FakeApnsCertificateAuth? _certificateAuth;
     private readonly RequestRecorder<FakeApnsRequest> _recorder;
     private readonly ConcurrentDictionary<string, Device> _devices = new(StringComparer.OrdinalIgnoreCase);
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _unregistered = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, (DateTimeOffset Since, string Reason)> _unregistered = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, ConcurrentQueue<Injected>> _scripts = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, TooManyState> _tooMany = new(StringComparer.OrdinalIgnoreCase);
     private readonly List<ECDsa> _keys = [];
@@ -67,6 +76,9 @@ public sealed class FakeApnsServer : IAsyncDisposable
     private volatile bool _hasScripts;
     private volatile Injected? _failNext;
     private int _failNextRemaining;
+    private int _goAwayEvery;
+    private long _answered;
+    private long _goAways;
     private int _disposed;
 
     private FakeApnsServer(FakeApnsServerOptions options, TimeProvider time, X509Certificate2? certificate)
@@ -74,6 +86,16 @@ public sealed class FakeApnsServer : IAsyncDisposable
         _options = options;
         _time = time;
         _auth = new FakeApnsAuth(options);
+        if (options.ClientCertificateAuthorities.Count > 0 || options.RequireClientCertificate)
+        {
+            if (certificate is null)
+            {
+                throw new ArgumentException("Certificate auth needs UseTls.", nameof(options));
+            }
+
+            _certificateAuth = new FakeApnsCertificateAuth([.. options.ClientCertificateAuthorities], options.Environment);
+        }
+
         _recorder = new RequestRecorder<FakeApnsRequest>(options.RecordRequests, options.MaxRecordedRequests);
         Certificate = certificate;
         CertificatePem = certificate?.ExportCertificatePem();
@@ -94,9 +116,21 @@ public sealed class FakeApnsServer : IAsyncDisposable
             kestrel.Listen(IPAddress.Loopback, options.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http2; // h2c with prior knowledge without TLS, ALPN h2 with it
-                if (certificate is not null)
+                if (certificate is not null && _certificateAuth is null)
                 {
                     listen.UseHttps(certificate);
+                }
+                else if (certificate is not null)
+                {
+                    listen.UseHttps(new HttpsConnectionAdapterOptions
+                    {
+                        ServerCertificate = certificate,
+                        ClientCertificateMode = options.RequireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.AllowCertificate,
+
+                        // Judged per request (issuer, validity by the fake's clock, topics), answering Apple's reasons.
+                        ClientCertificateValidation = static (_, _, _) => true,
+                        CheckCertificateRevocation = false,
+                    });
                 }
             });
         });
@@ -141,7 +175,9 @@ public sealed class FakeApnsServer : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxStreamsPerConnection, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxRecordedRequests, 1);
 
-        var certificate = options.UseTls ? SelfSignedCertificate.Create("CN=Herald fake APNs") : null;
+        var certificate = !options.UseTls ? null
+            : options.ServerCertificate is { } given ? X509CertificateLoader.LoadPkcs12(given.Export(X509ContentType.Pkcs12), null)
+            : SelfSignedCertificate.Create("CN=Herald fake APNs");
         var server = new FakeApnsServer(options, timeProvider ?? TimeProvider.System, certificate);
         try
         {
@@ -205,9 +241,38 @@ public sealed class FakeApnsServer : IAsyncDisposable
     public void Unregister(string token, DateTimeOffset since)
     {
         ArgumentException.ThrowIfNullOrEmpty(token);
-        _unregistered[token] = since;
+        _unregistered[token] = (since, "Unregistered");
         _hasDeviceRules = true;
     }
+
+    /// <summary>The token expired (the device was restored or the app reinstalled): 410 ExpiredToken with <paramref name="since"/> as timestamp.</summary>
+    public void ExpireToken(string token, DateTimeOffset since)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(token);
+        _unregistered[token] = (since, "ExpiredToken");
+        _hasDeviceRules = true;
+    }
+
+    /// <summary>Revokes a provider certificate (by SHA-1 thumbprint, as <see cref="X509Certificate2.Thumbprint"/>): it then gets 403 BadCertificate.</summary>
+    public void RevokeCertificate(string thumbprint)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(thumbprint);
+        (_certificateAuth ?? throw new InvalidOperationException("The server does not do certificate auth.")).Revoke(thumbprint);
+    }
+
+    /// <summary>
+    /// After every <paramref name="requests"/>-th answered request, the connection that carried it gets a graceful
+    /// GOAWAY (as Apple does when it rotates servers): streams in flight finish, newer ones must go to a new
+    /// connection. 0 turns it off. Kestrel sends GOAWAY without debug data, so no JSON reason accompanies it.
+    /// </summary>
+    public void GoAwayEvery(int requests)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(requests);
+        Volatile.Write(ref _goAwayEvery, requests);
+    }
+
+    /// <summary>GOAWAY frames requested so far (see <see cref="GoAwayEvery"/>).</summary>
+    public long GoAwayCount => Interlocked.Read(ref _goAways);
 
     /// <summary>
     /// Answers for the next valid requests to <paramref name="token"/>, consumed in order (status 200 accepts;
@@ -325,7 +390,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
             {
                 body = ArrayPool<byte>.Shared.Rent(MaxVoipPayload + 1);
                 length = await ReadBodyAsync(request.Body, body, context.RequestAborted).ConfigureAwait(false);
-                verdict = Decide(headers, token, body.AsSpan(0, length), receivedAt);
+                verdict = Decide(headers, token, body.AsSpan(0, length), receivedAt, context.Connection.ClientCertificate);
             }
 
             var apnsId = Single(headers["apns-id"]);
@@ -338,6 +403,13 @@ public sealed class FakeApnsServer : IAsyncDisposable
             var record = _recorder.WantsRecord ? Record(request, path, token, body, length, receivedAt, verdict, apnsId) : null;
             _recorder.Complete(verdict.Status == 200, verdict.Status, verdict.Reason, record);
             await WriteAsync(context.Response, verdict, apnsId).ConfigureAwait(false);
+            var every = Volatile.Read(ref _goAwayEvery);
+            if (every > 0 && Interlocked.Increment(ref _answered) % every == 0
+                && context.Features.Get<IConnectionLifetimeNotificationFeature>() is { } lifetime)
+            {
+                Interlocked.Increment(ref _goAways);
+                lifetime.RequestClose();
+            }
         }
         finally
         {
@@ -348,7 +420,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
         }
     }
 
-    private Verdict Decide(IHeaderDictionary headers, string token, ReadOnlySpan<byte> body, DateTimeOffset now)
+    private Verdict Decide(IHeaderDictionary headers, string token, ReadOnlySpan<byte> body, DateTimeOffset now, X509Certificate2? clientCertificate)
     {
         foreach (var name in UniqueHeaders)
         {
@@ -374,27 +446,61 @@ public sealed class FakeApnsServer : IAsyncDisposable
             return new(400, "BadMessageId");
         }
 
-        var (authStatus, authReason) = _auth.Check(Single(headers.Authorization), now, out var key);
-        if (authStatus != 0)
-        {
-            return new(authStatus, authReason);
-        }
-
         var topic = Single(headers["apns-topic"]);
-        if (string.IsNullOrEmpty(topic))
-        {
-            return new(400, "MissingTopic");
-        }
-
         var pushType = Single(headers["apns-push-type"]);
-        if (pushType is not null && !IsPushType(pushType))
+        var certificateAuth = _certificateAuth is not null && clientCertificate is not null;
+        if (certificateAuth)
         {
-            return new(400, "InvalidPushType");
-        }
+            // Certificate auth: the connection's certificate speaks for the provider; no token is needed.
+            var (status, reason) = _certificateAuth!.Check(clientCertificate!, now, out var topics);
+            if (status != 0)
+            {
+                return new(status, reason);
+            }
 
-        if (!key!.AllowsTopic(topic))
+            if (string.IsNullOrEmpty(topic) && topics.Count == 1)
+            {
+                topic = topics[0]; // a single-topic certificate's topic is the default
+            }
+
+            if (string.IsNullOrEmpty(topic))
+            {
+                return new(400, "MissingTopic");
+            }
+
+            if (pushType is not null && !IsPushType(pushType))
+            {
+                return new(400, "InvalidPushType");
+            }
+
+            if (!topics.Contains(topic, StringComparer.Ordinal))
+            {
+                return new(400, "TopicDisallowed");
+            }
+        }
+        else
         {
-            return new(400, "TopicDisallowed");
+            var (authStatus, authReason) = _auth.Check(Single(headers.Authorization), now, out var key);
+            if (authStatus != 0)
+            {
+                return new(authStatus, authReason);
+            }
+
+            if (string.IsNullOrEmpty(topic))
+            {
+                return new(400, "MissingTopic");
+            }
+
+            // MDM is certificate-only: a token-authenticated MDM push is not a valid push type.
+            if (pushType is not null && (!IsPushType(pushType) || pushType == "mdm"))
+            {
+                return new(400, "InvalidPushType");
+            }
+
+            if (!key!.AllowsTopic(topic))
+            {
+                return new(400, "TopicDisallowed");
+            }
         }
 
         var priority = Single(headers["apns-priority"]);
@@ -425,7 +531,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
             return new(413, "PayloadTooLarge");
         }
 
-        if (!IsJsonObject(body))
+        if (!IsJsonObject(body) || (pushType == "mdm" && !IsMdmPayload(body)))
         {
             return new(400, BadPayloadReason);
         }
@@ -455,9 +561,9 @@ public sealed class FakeApnsServer : IAsyncDisposable
 
         if (_hasDeviceRules)
         {
-            if (_unregistered.TryGetValue(token, out var since))
+            if (_unregistered.TryGetValue(token, out var gone))
             {
-                return new(410, "Unregistered", null, since);
+                return new(410, gone.Reason, null, gone.Since);
             }
 
             if (_devices.TryGetValue(token, out var device))
@@ -617,6 +723,23 @@ public sealed class FakeApnsServer : IAsyncDisposable
 
             reader.Skip();
             return !reader.Read();
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Exactly <c>{"mdm":"&lt;PushMagic&gt;"}</c>: one property, a non-empty string.</summary>
+    private static bool IsMdmPayload(ReadOnlySpan<byte> body)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            return reader.Read() && reader.TokenType == JsonTokenType.StartObject
+                && reader.Read() && reader.TokenType == JsonTokenType.PropertyName && reader.ValueTextEquals("mdm"u8)
+                && reader.Read() && reader.TokenType == JsonTokenType.String && reader.ValueSpan.Length > 0
+                && reader.Read() && reader.TokenType == JsonTokenType.EndObject;
         }
         catch (JsonException)
         {

@@ -54,6 +54,18 @@ public sealed class FakeApnsServerOptions
     /// </summary>
     public int ProviderTokenUpdateGrace { get; set; } = 1;
 
+    /// <summary>With <see cref="UseTls"/>: present this certificate (with its key) instead of a generated one, e.g. the same for a production and a sandbox fake. The caller keeps ownership.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? ServerCertificate { get; set; }
+
+    /// <summary>
+    /// Certificate auth (needs <see cref="UseTls"/>): the authorities whose certificates the fake accepts as
+    /// provider certificates (Apple's WWDR in reality). Empty: clients' certificates are ignored, token auth only.
+    /// </summary>
+    public IList<System.Security.Cryptography.X509Certificates.X509Certificate2> ClientCertificateAuthorities { get; } = [];
+
+    /// <summary>A certificate-auth listener: the TLS handshake fails without a client certificate (token auth is then impossible).</summary>
+    public bool RequireClientCertificate { get; set; }
+
     /// <summary>Keep every request for assertions (<see cref="FakeApnsServer.Requests"/>). Turn off for benchmarks.</summary>
     public bool RecordRequests { get; set; } = true;
 
