@@ -1,3 +1,4 @@
+using Herald.Storage.Postgres;
 using Herald.Storage.Sqlite;
 using Microsoft.Extensions.Logging;
 
@@ -11,12 +12,16 @@ public static class HeraldStore
 
     /// <summary>
     /// Opens <paramref name="database"/>: <c>sqlite:PATH</c> (a relative path is resolved against the
-    /// working directory; missing folders are created). <c>postgres:…</c> is not available yet.
+    /// working directory; missing folders are created) or <c>postgres:CONNECTION STRING</c> (an Npgsql
+    /// connection string, for example <c>postgres:Host=db;Database=herald;Username=herald;Password=…</c>).
     /// The schema is not touched: call <see cref="Core.Ports.IStoreAdmin.MigrateAsync"/> next.
     /// </summary>
-    /// <exception cref="ArgumentException">The value is empty or names no known database kind.</exception>
-    /// <exception cref="NotSupportedException">The value names PostgreSQL.</exception>
+    /// <exception cref="ArgumentException">The value is empty, names no known database kind, or is not a valid connection string.</exception>
     public static IHeraldStore Open(string database, TimeProvider time, ILoggerFactory loggerFactory)
+        => Open(database, time, loggerFactory, postgres: null);
+
+    /// <summary>As <see cref="Open(string, TimeProvider, ILoggerFactory)"/>, with the PostgreSQL store's options (<c>Herald:Postgres</c>).</summary>
+    public static IHeraldStore Open(string database, TimeProvider time, ILoggerFactory loggerFactory, PostgresStoreOptions? postgres)
     {
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -24,9 +29,7 @@ public static class HeraldStore
         return kind switch
         {
             DatabaseKind.Sqlite => new SqliteStore(target, time, loggerFactory.CreateLogger<SqliteStore>()),
-            _ => throw new NotSupportedException(
-                "Herald:Database 'postgres:…' is not supported by this build yet (PostgreSQL storage is a later issue). " +
-                "Use 'sqlite:PATH', for example '" + DefaultDatabase + "'."),
+            _ => new PostgresStore(target, postgres ?? new PostgresStoreOptions(), time, loggerFactory.CreateLogger<PostgresStore>()),
         };
     }
 
@@ -55,6 +58,13 @@ public static class HeraldStore
 
         if (scheme.Equals("postgres", StringComparison.OrdinalIgnoreCase) || scheme.Equals("postgresql", StringComparison.OrdinalIgnoreCase))
         {
+            if (target.Length == 0)
+            {
+                throw new ArgumentException(
+                    $"Herald:Database '{scheme}:' needs an Npgsql connection string after the colon, for example 'postgres:Host=db;Database=herald;Username=herald;Password=…'.",
+                    nameof(database));
+            }
+
             return (DatabaseKind.Postgres, target);
         }
 

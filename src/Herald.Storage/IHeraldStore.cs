@@ -4,10 +4,11 @@ namespace Herald.Storage;
 
 /// <summary>
 /// One database behind all of Core's storage ports, plus the maintenance operations the host needs.
-/// Every dialect (SQLite now, PostgreSQL later) implements this, and the contract tests run against it.
+/// Every dialect (SQLite and PostgreSQL) implements this, and the contract tests run against it.
 /// </summary>
 public interface IHeraldStore
-    : IIngestStore, INotificationQueue, IRegistrationStore, IAccessStore, ISettingsStore, IThrottleStore, IStoreAdmin, IAsyncDisposable, IDisposable
+    : IIngestStore, INotificationQueue, IRegistrationStore, IAccessStore, ISettingsStore, IThrottleStore, IStoreAdmin,
+      IConnectorStore, IMailboxDirectory, ICredentialStore, IGraphSubscriptionStore, ISharedTokenStore, IAsyncDisposable, IDisposable
 {
     /// <summary>
     /// True when only one process can use the database (SQLite): every lease in it is then this
