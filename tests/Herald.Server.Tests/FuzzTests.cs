@@ -51,6 +51,12 @@ public sealed class FuzzTests
             Assert.Equal(HttpStatusCode.Created, reg.StatusCode);
             var liveKey = (await reg.Content.ReadFromJsonAsync<JsonElement>(ct)).GetProperty("callbackUrl").GetString()!.Split('/')[^1];
 
+            // A Dovecot connector, so its bodies reach the parser (the fuzz target sends its Basic credentials).
+            using (var connector = await client.PutAsJsonAsync("v1/connectors/fuzz", new { kind = "dovecot", username = "dovecot", password = "fuzz-password-123" }, ct))
+            {
+                Assert.True(connector.IsSuccessStatusCode);
+            }
+
             var targets = Targets(liveKey);
             var databasePath = Path.Combine(directory, "herald.db");
             var before = await StateAsync(databasePath, ct);
@@ -70,6 +76,11 @@ public sealed class FuzzTests
                     var body = Mutator.Mutate(random, target.Seed);
                     using var request = new HttpRequestMessage(target.Method, target.Path) { Content = new ByteArrayContent(body) };
                     request.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(random.Next(20) == 0 ? "application/octet-stream" : target.ContentType);
+                    if (target.Name == "dovecot")
+                    {
+                        request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String("dovecot:fuzz-password-123"u8.ToArray()));
+                    }
+
                     using var response = await client.SendAsync(request, token);
                     var status = (int)response.StatusCode;
                     Interlocked.Increment(ref tried);
@@ -133,7 +144,7 @@ public sealed class FuzzTests
             new("registrations", HttpMethod.Post, "/v1/registrations", "application/json", U("""{"platform":"apns","token":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","source":"ews-push","style":"generic","folders":["inbox"],"locale":"ja-JP"}""")),
             new("notifications", HttpMethod.Post, "/v1/notifications", "application/json", U("""{"lane":"standard","devices":[{"platform":"apns","token":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}],"kind":"badge","badge":3,"ttlSeconds":60}""")),
             new("settings", HttpMethod.Put, "/v1/admin/settings", "application/json", U("""{"lanes":{"standard":{"ratePerMinute":50,"scope":"node"},"priority":{"ratePerMinute":null}},"retry":{"maxAttempts":5,"initialDelay":"00:00:30","maxDelay":"01:00:00"}}""")),
-            new("connectors", HttpMethod.Put, "/v1/connectors/fuzz", "application/json", U("""{"kind":"dovecot","username":"dovecot","password":"a-long-enough-password","allowFrom":["127.0.0.1/32"]}""")),
+            new("connectors", HttpMethod.Put, "/v1/connectors/fuzz-other", "application/json", U("""{"kind":"dovecot","username":"dovecot","password":"a-long-enough-password","allowFrom":["127.0.0.1/32"]}""")),
             new("tenants", HttpMethod.Post, "/v1/tenants", "application/json", U("""{"name":"contoso"}""")),
             new("dovecot", HttpMethod.Post, "/dovecot/notify/fuzz", "application/json", U("""{"user":"carol","event":"MessageNew","folder":"INBOX","imap-uidvalidity":1,"imap-uid":2,"from":"=?utf-8?q?Dana?= <d@x>","subject":"hi","snippet":"s","unseen":3}""")),
             new("graph-notify", HttpMethod.Post, "/graph/notify/fuzz", "application/json", U("""{"value":[{"subscriptionId":"s","clientState":"c","changeType":"created","resource":"Users/u/Messages/m","tenantId":"t"}]}""")),

@@ -826,6 +826,24 @@ public abstract partial class StoreContractTests : IAsyncLifetime
     // ---- helpers ------------------------------------------------------------------------------
 
     /// <summary>The same limit for both lanes.</summary>
+    [Fact]
+    public async Task RenewLeases_KeepsALongSendFromTheReaper_ButNotALeaseAlreadyReaped()
+    {
+        await Store.EnqueueAsync([Badge(1, "r1"), Badge(2, "r2")], Ct);
+        var claimed = await Store.ClaimAsync(Owner, Both(10), Time.GetUtcNow(), Lease, Ct);
+        Assert.Equal(2, claimed.Count);
+
+        Time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(1, await Store.RenewLeasesAsync(Owner, [claimed[0].Id], Time.GetUtcNow() + Lease, Ct));
+        Assert.Equal(0, await Store.RenewLeasesAsync(OtherOwner, [claimed[1].Id], Time.GetUtcNow() + Lease, Ct)); // not its lease
+
+        Time.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(1));
+        Assert.Equal(1, await Store.ReleaseExpiredLeasesAsync(Time.GetUtcNow(), Ct)); // only the one not renewed
+        Assert.Equal(NotificationState.Sending, (await Store.GetNotificationAsync(claimed[0].Id, Ct))!.State);
+        Assert.Equal(0, await Store.RenewLeasesAsync(Owner, [claimed[1].Id], Time.GetUtcNow() + Lease, Ct)); // reaped: gone
+        Assert.Equal(1, await Store.CompleteAsync(Owner, [Sent(claimed[0]), Sent(claimed[1])], Ct));
+    }
+
     protected static ClaimLimits Both(int max) => new(max, max);
 
     protected static long Count(QueueSnapshot snapshot, Lane lane, NotificationState state)

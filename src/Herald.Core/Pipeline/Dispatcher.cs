@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Herald.Core.Metrics;
 using Herald.Core.Notifications;
 using Herald.Core.Planning;
 using Herald.Core.Ports;
@@ -118,8 +119,10 @@ public sealed partial class Dispatcher : IDisposable
     private readonly LaneThrottle _throttle;
     private readonly CredentialHealth _credentials;
     private readonly ILogger<Dispatcher> _logger;
+    private readonly HeraldMetrics? _metrics;
     private readonly Channel<DeliveryOutcome> _outcomes = Channel.CreateUnbounded<DeliveryOutcome>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AsyncSignal _slotFreed = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, long> _leased = new(); // in-flight id -> claim timestamp
     private readonly IPreviewCache? _previews;
     private int _inFlight;
 
@@ -134,8 +137,10 @@ public sealed partial class Dispatcher : IDisposable
         CredentialHealth credentials,
         ILogger<Dispatcher> logger,
         NodeIdentity node,
-        IPreviewCache? previews = null)
+        IPreviewCache? previews = null,
+        HeraldMetrics? metrics = null)
     {
+        _metrics = metrics;
         ArgumentNullException.ThrowIfNull(providers);
         ArgumentNullException.ThrowIfNull(node);
         _queue = queue;
@@ -165,6 +170,7 @@ public sealed partial class Dispatcher : IDisposable
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var completion = Task.Run(() => CompleteLoopAsync(cancellationToken), CancellationToken.None);
+        var renewal = Task.Run(() => RenewLoopAsync(cancellationToken), CancellationToken.None);
         try
         {
             await ClaimLoopAsync(cancellationToken).ConfigureAwait(false);
@@ -184,6 +190,7 @@ public sealed partial class Dispatcher : IDisposable
 
             _outcomes.Writer.TryComplete();
             await completion.ConfigureAwait(false);
+            await renewal.ConfigureAwait(false);
         }
     }
 
@@ -259,8 +266,10 @@ public sealed partial class Dispatcher : IDisposable
             }
 
             Interlocked.Add(ref _inFlight, claimed.Count);
+            var claimedAt = _time.GetTimestamp();
             foreach (var notification in claimed)
             {
+                _leased[notification.Id] = claimedAt;
                 _ = SendOneAsync(notification, cancellationToken);
             }
         }
@@ -314,7 +323,9 @@ public sealed partial class Dispatcher : IDisposable
             outcome = Decide(notification, new PushResult(PushOutcome.Retry, 0, "InternalError"), _time.GetUtcNow());
         }
 
+        _metrics?.Outcome(notification.Lane, notification.Platform, outcome.State, notification.EventAt, outcome.CompletedAt);
         _outcomes.Writer.TryWrite(outcome);
+        _leased.TryRemove(notification.Id, out _);
         var inFlight = Interlocked.Decrement(ref _inFlight);
         if (inFlight <= Math.Max(1, _options.CurrentValue.BatchSize))
         {
@@ -335,7 +346,9 @@ public sealed partial class Dispatcher : IDisposable
             return Outcome(notification, NotificationState.Failed, now, reason: "PlatformNotConfigured");
         }
 
+        var started = _time.GetTimestamp();
         var result = await provider.SendAsync(WithPreview(notification, now), cancellationToken).ConfigureAwait(false);
+        _metrics?.ProviderSend(notification.Platform, result, _time.GetElapsedTime(started));
         return Decide(notification, result, _time.GetUtcNow());
     }
 
@@ -381,7 +394,10 @@ public sealed partial class Dispatcher : IDisposable
 
                 var settings = _settings.Current;
                 var retry = settings.Retry;
-                if (notification.Attempt >= settings.MaxAttemptsFor(notification.Lane))
+
+                // A credential fault is not the notification's: its work waits (until its TTL) for a working or
+                // replaced credential instead of dying while the credential's circuit is open.
+                if (notification.Attempt >= settings.MaxAttemptsFor(notification.Lane) && result.Outcome != PushOutcome.CredentialFault)
                 {
                     return Outcome(notification, NotificationState.Dead, now, result.StatusCode, result.Reason);
                 }
@@ -409,6 +425,60 @@ public sealed partial class Dispatcher : IDisposable
             CompletedAt = now,
             Attempt = n.Attempt,
         };
+
+    /// <summary>
+    /// Keeps the leases of long sends (a stalled connection, a slow provider) alive: every third of the lease, the sends in
+    /// flight for longer than that get their lease extended, so the reaper never hands a row that is still being sent to
+    /// another node. A lease this node lost is not renewed (the store fences it), and its completion is then ignored.
+    /// </summary>
+    private async Task RenewLoopAsync(CancellationToken cancellationToken)
+    {
+        var ids = new List<long>();
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var lease = _options.CurrentValue.Lease;
+            var every = lease / 3;
+            try
+            {
+                await Task.Delay(every, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            ids.Clear();
+            var now = _time.GetTimestamp();
+            foreach (var (id, claimedAt) in _leased)
+            {
+                if (_time.GetElapsedTime(claimedAt, now) >= every)
+                {
+                    ids.Add(id);
+                }
+            }
+
+            if (ids.Count == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                await _queue.RenewLeasesAsync(Owner, ids, _time.GetUtcNow() + lease, cancellationToken).ConfigureAwait(false);
+                foreach (var id in ids)
+                {
+                    if (_leased.TryGetValue(id, out var old))
+                    {
+                        _leased.TryUpdate(id, now, old); // not re-added if its send completed meanwhile
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.ClaimFailed(_logger, ex); // the next round tries again; an expired lease means a resend, never a loss
+            }
+        }
+    }
 
     private async Task CompleteLoopAsync(CancellationToken cancellationToken)
     {

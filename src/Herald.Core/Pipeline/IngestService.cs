@@ -1,3 +1,4 @@
+using Herald.Core.Metrics;
 using Herald.Core.Ports;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -21,9 +22,11 @@ public sealed class IngestOptions
 public sealed class IngestService : IAsyncDisposable
 {
     private readonly GroupCommitWriter<IngestItem> _writer;
+    private readonly HeraldMetrics? _metrics;
 
-    public IngestService(IIngestStore store, IIngestPlanner planner, QueueSignal signal, IOptions<IngestOptions> options, ILogger<IngestService> logger)
+    public IngestService(IIngestStore store, IIngestPlanner planner, QueueSignal signal, IOptions<IngestOptions> options, ILogger<IngestService> logger, HeraldMetrics? metrics = null)
     {
+        _metrics = metrics;
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(signal);
         ArgumentNullException.ThrowIfNull(options);
@@ -52,6 +55,17 @@ public sealed class IngestService : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(item);
         await _writer.SubmitAsync(item, cancellationToken).ConfigureAwait(false);
+        if (_metrics is not null)
+        {
+            var events = 0;
+            foreach (var n in item.Notifications)
+            {
+                events += n.Events.Count;
+            }
+
+            _metrics.Ingested(item.Source, events, item.Verdict, item.Enqueued);
+        }
+
         return item.Verdict;
     }
 

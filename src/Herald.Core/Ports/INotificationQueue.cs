@@ -27,6 +27,12 @@ public interface INotificationQueue
     /// </summary>
     Task<int> CompleteAsync(string owner, IReadOnlyList<DeliveryOutcome> outcomes, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Extends the leases of <paramref name="ids"/> that <paramref name="owner"/> still holds to <paramref name="until"/>, so a long
+    /// send is not reaped. Returns how many were renewed (a lease already reaped is not: its completion will be fenced off).
+    /// </summary>
+    Task<int> RenewLeasesAsync(string owner, IReadOnlyList<long> ids, DateTimeOffset until, CancellationToken cancellationToken);
+
     /// <summary>Returns rows whose lease has expired to the queue (as retrying). Returns how many.</summary>
     Task<int> ReleaseExpiredLeasesAsync(DateTimeOffset now, CancellationToken cancellationToken);
 

@@ -92,9 +92,15 @@ internal static class DemoCommand
         Console.WriteLine($"Herald demo: {deviceCount} devices, {rate:0} mail events/s for {duration.TotalSeconds:0} s");
         Console.WriteLine($"  database   sqlite:{Path.Combine(directory, "herald.db")} (fresh)");
 
-        await using var apns = await FakeApnsServer.StartAsync(new FakeApnsServerOptions { MaxRecordedRequests = 1_000_000 }, cancellationToken: cancellationToken);
+        // The fake APNs speaks TLS so it can also do certificate auth (MDM wake-ups), trusting a demo "WWDR" CA.
+        using var appleCa = FakeApnsCertificateAuthority.Create("Herald demo Apple WWDR CA");
+        var apnsOptions = new FakeApnsServerOptions { MaxRecordedRequests = 1_000_000, UseTls = true };
+        apnsOptions.ClientCertificateAuthorities.Add(appleCa.Certificate);
+        await using var apns = await FakeApnsServer.StartAsync(apnsOptions, cancellationToken: cancellationToken);
         var pem = apns.GenerateSigningKey(Team, KeyId, Topic);
-        Console.WriteLine($"  fake APNs  {apns.BaseUrl} (HTTP/2, token auth, validates like Apple)");
+        var apnsTrust = Path.Combine(directory, "fake-apns.pem");
+        await File.WriteAllTextAsync(apnsTrust, apns.CertificatePem, cancellationToken);
+        Console.WriteLine($"  fake APNs  {apns.BaseUrl} (HTTP/2 over TLS, token and certificate auth, validates like Apple)");
 
         await using var fcm = await FakeFcmServer.StartAsync(cancellationToken: cancellationToken);
         var serviceAccount = fcm.CreateServiceAccount("herald-demo");
@@ -122,6 +128,7 @@ internal static class DemoCommand
             ["Herald:Apns:KeyId"] = KeyId,
             ["Herald:Apns:PrivateKeyPem"] = pem,
             ["Herald:Apns:Topic"] = Topic,
+            ["Herald:Apns:TrustedCertificateFile"] = apnsTrust,
             // Fast retries so the demo's injected 503s recover within seconds (production default: 30 s).
             ["Herald:Retry:InitialDelay"] = "00:00:00.250",
             ["Herald:Retry:MaxDelay"] = "00:00:02",
@@ -267,13 +274,15 @@ internal static class DemoCommand
             () => Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount + fcm.AcceptedCount + wns.AcceptedCount, dispatcher.Counters));
         Progress(traffic.Elapsed, posted, acked, apns.AcceptedCount + fcm.AcceptedCount + wns.AcceptedCount, dispatcher.Counters);
 
+        var mdm = await MdmWakeUpsAsync(http, apns, appleCa, Math.Clamp(deviceCount / 5, 3, 100), cancellationToken);
         var report = Summarize(devices, apns, fcm, wns, posted, acked, unsubscribed, postFailures, trafficSeconds, dispatcher.Counters);
         var deadOk = devices.Where(d => d.DeadToken && d.Sent > 0).All(d => d.Subscription.State == FakeSubscriptionState.Unsubscribed);
-        var success = complete && deadOk && postFailures == 0;
+        var success = complete && deadOk && postFailures == 0 && mdm.Delivered == mdm.Expected;
         Console.WriteLine(report);
+        Console.WriteLine($"  MDM wake-ups: {mdm.Delivered}/{mdm.Expected} delivered over certificate auth (tenant 'mdm-demo', .p12 uploaded via PUT /v1/tenants/{{id}}/credentials/apns; payload {{\"mdm\":\"<PushMagic>\"}}, push type mdm)");
         Console.WriteLine(success
             ? "RESULT: PASS: every expected push arrived; every dead token was deactivated and its Exchange subscription told to Unsubscribe."
-            : $"RESULT: FAIL: {(complete ? string.Empty : "some devices did not get their latest badge; ")}{(deadOk ? string.Empty : "some dead-token subscriptions were not unsubscribed; ")}{(postFailures == 0 ? string.Empty : $"{postFailures} callbacks were not acknowledged")}");
+            : $"RESULT: FAIL: {(mdm.Delivered == mdm.Expected ? string.Empty : "some MDM wake-ups were not delivered; ")}{(complete ? string.Empty : "some devices did not get their latest badge; ")}{(deadOk ? string.Empty : "some dead-token subscriptions were not unsubscribed; ")}{(postFailures == 0 ? string.Empty : $"{postFailures} callbacks were not acknowledged")}");
         Console.WriteLine($"Admin API: {baseUrl}/v1 (admin key: {AdminKey}); health {baseUrl}/readyz; queue {baseUrl}/v1/admin/queue; console {baseUrl}/");
 
         if (keepRunning)
@@ -335,6 +344,41 @@ internal static class DemoCommand
     }
 
     /// <summary>Each token's latest accepted badge, in one pass over what the fake providers received.</summary>
+    /// <summary>
+    /// MDM wake-ups as an MDM server sends them: a tenant uploads its MDM push certificate (.p12) through the API and
+    /// wakes <paramref name="count"/> devices; counts the exact <c>{"mdm":"&lt;PushMagic&gt;"}</c> pushes the fake APNs accepted.
+    /// </summary>
+    private static async Task<(int Expected, int Delivered)> MdmWakeUpsAsync(HttpClient http, FakeApnsServer apns, FakeApnsCertificateAuthority appleCa, int count, CancellationToken cancellationToken)
+    {
+        var topic = "com.apple.mgmt.External." + Guid.NewGuid().ToString("D");
+        using var certificate = appleCa.Issue(topic, kind: FakeApnsCertificateKind.Production);
+        using var created = await http.PostAsJsonAsync("v1/tenants", new { name = "mdm-demo" }, cancellationToken);
+        created.EnsureSuccessStatusCode();
+        using var tenant = JsonDocument.Parse(await created.Content.ReadAsStringAsync(cancellationToken));
+        var tenantId = tenant.RootElement.GetProperty("id").GetString()!;
+        using var keyResponse = await http.PostAsync($"v1/tenants/{tenantId}/keys", null, cancellationToken);
+        keyResponse.EnsureSuccessStatusCode();
+        using var key = JsonDocument.Parse(await keyResponse.Content.ReadAsStringAsync(cancellationToken));
+        using var tenantHttp = new HttpClient { BaseAddress = http.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        tenantHttp.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key.RootElement.GetProperty("key").GetString());
+
+        var pfx = Convert.ToBase64String(FakeApnsCertificateAuthority.ExportPkcs12(certificate, "mdm-demo"));
+        using var put = await tenantHttp.PutAsJsonAsync($"v1/tenants/{tenantId}/credentials/apns", new { certificatePfxBase64 = pfx, password = "mdm-demo" }, cancellationToken);
+        put.EnsureSuccessStatusCode();
+
+        var magic = Enumerable.Range(0, count).ToDictionary(i => (i + 1).ToString("x8", CultureInfo.InvariantCulture) + new string('d', 56), _ => Guid.NewGuid().ToString("D").ToUpperInvariant());
+        using var sent = await tenantHttp.PostAsJsonAsync(
+            "v1/notifications",
+            new { lane = "priority", kind = "mdm", devices = magic.Select(m => new { platform = "apns", token = m.Key, topic, pushMagic = m.Value }).ToArray() },
+            cancellationToken);
+        sent.EnsureSuccessStatusCode();
+
+        int Delivered() => apns.Requests.Count(r => r.Accepted && r.PushType == "mdm" && r.Topic == topic && r.Authorization is null
+            && magic.TryGetValue(r.Token, out var m) && r.Payload == "{\"mdm\":\"" + m + "\"}");
+        await WaitUntilAsync(() => Task.FromResult(Delivered() >= count), TimeSpan.FromSeconds(30), cancellationToken);
+        return (count, Delivered());
+    }
+
     private static Dictionary<string, int> LastBadges(FakeApnsServer apns, FakeFcmServer fcm, FakeWnsServer wns)
     {
         var last = new Dictionary<string, int>(StringComparer.Ordinal);

@@ -164,6 +164,7 @@ internal static class NotificationEndpoints
             await queue.EnqueueAsync(targets.GetRange(i, Math.Min(EnqueueBatch, targets.Count - i)), cancellationToken);
         }
 
+        http.RequestServices.GetService<Core.Metrics.HeraldMetrics>()?.ApiRequest(targets.Count);
         if (targets.Count > 0)
         {
             http.RequestServices.GetRequiredService<Core.Pipeline.QueueSignal>().Notify();

@@ -55,6 +55,19 @@ public static partial class HeraldApp
             o.UseUtcTimestamp = true;
         });
 
+        // Herald:Logging:Json=true: one JSON object per line (for log shippers); read when the logger starts, so tests can set it too.
+        builder.Logging.AddJsonConsole(o =>
+        {
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        });
+        builder.Services.AddOptions<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>().Configure<IConfiguration>((o, configuration) =>
+        {
+            o.FormatterName = configuration.GetValue<bool>("Herald:Logging:Json")
+                ? Microsoft.Extensions.Logging.Console.ConsoleFormatterNames.Json
+                : Microsoft.Extensions.Logging.Console.ConsoleFormatterNames.Simple;
+        });
+
         // HTTPS from a certificate file (Herald:Tls), for deployments without a TLS-terminating proxy. Read when Kestrel
         // starts, so configuration added by callers (tests, the demo) counts.
         builder.WebHost.UseKestrelHttpsConfiguration();
@@ -88,6 +101,7 @@ public static partial class HeraldApp
         var options = services.GetRequiredService<IOptions<HeraldOptions>>().Value;
         var time = services.GetRequiredService<TimeProvider>();
         await services.GetRequiredService<SettingsMonitor>().RefreshAsync(cancellationToken);
+        await services.GetRequiredService<Herald.Core.Credentials.CredentialRegistry>().RefreshAsync(cancellationToken);
         var generated = await AdminKeyBootstrap.EnsureAsync(services.GetRequiredService<IAccessStore>(), options.AdminApiKey, time, cancellationToken);
 
         var store = services.GetRequiredService<IHeraldStore>();
@@ -95,6 +109,14 @@ public static partial class HeraldApp
         {
             // An embedded file has one node: any lease in it belongs to a process that is gone.
             await services.GetRequiredService<INotificationQueue>().ReleaseExpiredLeasesAsync(DateTimeOffset.MaxValue, cancellationToken);
+            try
+            {
+                await services.GetRequiredService<IFarmStore>().EndAllLeasesAsync(cancellationToken);
+            }
+            catch (DbException)
+            {
+                // Only a head start: without it the dead process's work leases expire within Herald:Farm:LeaseTtl.
+            }
         }
 
         await app.StartAsync(cancellationToken);
@@ -122,10 +144,12 @@ public static partial class HeraldApp
         services.AddSingleton(sp => SecretKeys.Load(sp.GetRequiredService<IOptions<HeraldOptions>>().Value));
 
         // Storage: one store object serves every port.
+        services.AddOptions<Storage.Postgres.PostgresStoreOptions>().BindConfiguration("Herald:Postgres");
         services.AddSingleton(sp => HeraldStore.Open(
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value.Database,
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<ILoggerFactory>(),
+            sp.GetRequiredService<IOptions<Storage.Postgres.PostgresStoreOptions>>().Value));
         services.AddSingleton<IIngestStore>(sp => sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<INotificationQueue>(sp => sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<IRegistrationStore>(sp => sp.GetRequiredService<IHeraldStore>());
@@ -137,6 +161,12 @@ public static partial class HeraldApp
         // Mailbox sources (EWS streaming, Graph, Dovecot): connectors and the registrations behind them. These ports are
         // not on IHeraldStore yet (the PostgreSQL store is gaining them); a store without them fails here, clearly.
         services.AddSingleton(sp => (IConnectorStore)sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton(sp => (ICredentialStore)sp.GetRequiredService<IHeraldStore>());
+        services.AddSingleton(sp => new Herald.Core.Credentials.CredentialRegistry(
+            sp.GetRequiredService<ICredentialStore>(),
+            sp.GetRequiredService<Herald.Core.Security.SecretBox>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Herald.Core.Credentials.CredentialRegistry>>()));
         services.AddSingleton(sp => (IMailboxDirectory)sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<ConnectorService>();
         services.AddSingleton<IPreviewCache, PreviewCache>(_ => new PreviewCache());
@@ -146,7 +176,18 @@ public static partial class HeraldApp
         services.AddSingleton<IApnsTokenCache, SharedApnsTokenCache>();
 
         // The pipeline.
-        services.AddSingleton<QueueSignal>();
+        services.AddSingleton(sp =>
+        {
+            // A shared database tells this node about other nodes' work (PostgreSQL LISTEN/NOTIFY): a hint
+            // on top of the dispatcher's polling, which stays on.
+            var signal = new QueueSignal();
+            if (sp.GetRequiredService<IHeraldStore>() is Storage.Postgres.IQueueWakeSource wake)
+            {
+                wake.QueueWake += signal.Notify;
+            }
+
+            return signal;
+        });
         services.AddSingleton<IIngestPlanner, MailEventPlanner>();
         services.AddSingleton<IngestService>();
         services.AddSingleton<Dispatcher>();
@@ -156,10 +197,47 @@ public static partial class HeraldApp
         services.AddSingleton<CredentialHealth>();
         services.AddHostedService<PipelineWorker>();
 
+        // The farm: heartbeat and load, work leases, leader election and leader duties (also a farm of one on SQLite).
+        FarmServices.Add(services);
+
+        // Mail sources that call Herald or are polled by it: Microsoft Graph (subscriptions, notifications) and Dovecot.
+        MailSourceServices.AddGraphAndDovecot(services);
+
+        // EWS streaming: Herald holds streaming subscriptions with a service account (one work lease per connector).
+        EwsStreamingServices.Add(services);
+
+        // Metrics: one meter per gateway, exported at /metrics and sampled for the console's dashboard.
+        services.AddSingleton(sp =>
+        {
+            var metrics = new Herald.Core.Metrics.HeraldMetrics(sp.GetRequiredService<TimeProvider>());
+            var credentials = sp.GetRequiredService<Herald.Core.Credentials.CredentialRegistry>();
+
+            // Certificates expire; the label is the thumbprint's prefix (public), never the tenant.
+            metrics.AddCredentialExpirySource(() => credentials.All
+                .Where(c => c.Stored.ExpiresAt is not null)
+                .Select(c => new Herald.Core.Metrics.CredentialExpiry(
+                    Herald.Core.Metrics.HeraldMetrics.PlatformName(c.Platform),
+                    c.Stored.Thumbprint is { Length: >= 16 } t ? "sha256:" + t[..16].ToLowerInvariant() : c.Stored.Kind,
+                    c.Stored.ExpiresAt!.Value)));
+            return metrics;
+        });
+        services.AddSingleton(sp => new Herald.Core.Metrics.MetricsCollector(
+            sp.GetRequiredService<Herald.Core.Metrics.HeraldMetrics>(),
+            sp.GetRequiredService<IOptions<HeraldOptions>>().Value.Region,
+            sp.GetRequiredService<NodeIdentity>().NodeName));
+        services.AddSingleton<QueueGauges>();
+        services.AddSingleton<StatsSampler>();
+        services.AddHostedService(sp => sp.GetRequiredService<StatsSampler>());
+
         // Providers: all are registered; without a credential their sends wait in retry and /readyz says why.
         services.AddApnsProvider().BindConfiguration(ApnsOptions.SectionName).ValidateOnStart();
         services.AddFcmProvider().BindConfiguration("Herald:Fcm").ValidateOnStart();
         services.AddWnsProvider().BindConfiguration("Herald:Wns").ValidateOnStart();
+        services.AddOptions<Herald.Providers.Http.OutboundProxyOptions>().BindConfiguration(Herald.Providers.Http.OutboundProxyOptions.SectionName)
+            .Validate(o => Herald.Providers.Http.OutboundProxyOptions.Validate(o).Count == 0, "Herald:Proxy is invalid: Url must be an absolute http(s) URL, and Username and Password go together.")
+            .ValidateOnStart();
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.SectionName);
+        services.AddHostedService<WebhookSender>();
 
         // The API.
         services.AddSingleton<ApiKeyAuthenticator>();
@@ -187,8 +265,8 @@ public static partial class HeraldApp
         app.UseMiddleware<ErrorMiddleware>();
         app.UseMiddleware<RequestLimits>();
         app.MapOpenApi("/openapi/{documentName}.json");
-        app.MapGet("/", () => TypedResults.Text("Herald mail push gateway. API under /v1 (see /openapi/v1.json); health at /healthz and /readyz.\n"))
-            .ExcludeFromDescription();
+        Admin.AdminConsole.Map(app);
+        MetricsEndpoints.Map(app);
 
         var v1 = app.MapGroup("/v1").AddEndpointFilter(async (context, next) =>
         {
@@ -208,10 +286,16 @@ public static partial class HeraldApp
         RegistrationEndpoints.Map(v1);
         NotificationEndpoints.Map(v1);
         TenantEndpoints.Map(v1);
+        CredentialEndpoints.Map(v1);
+        WebhookEndpoints.Map(v1);
         ConnectorEndpoints.Map(v1);
         SettingsEndpoints.Map(v1);
+        NodeEndpoints.Map(v1);
         HealthEndpoints.Map(app, v1);
+        StatsEndpoints.Map(v1);
         EwsEndpoints.Map(app);
+        GraphEndpoints.Map(app);
+        DovecotEndpoints.Map(app);
     }
 
     /// <summary>

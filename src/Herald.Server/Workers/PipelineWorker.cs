@@ -4,13 +4,13 @@ using Herald.Core.Settings;
 namespace Herald.Server.Workers;
 
 /// <summary>
-/// Runs the pipeline's long-lived loops (ingest writer, dispatcher, lease reaper) for the life of the host.
+/// Runs the pipeline's long-lived loops (ingest writer, dispatcher, settings) for the life of the host. The lease
+/// reaper is a leader duty (<see cref="FarmWorker"/>): one node of the farm sweeps for all.
 /// A loop that crashes is logged and restarted after a pause: one fault must not stop the gateway.
 /// </summary>
 internal sealed partial class PipelineWorker(
     IngestService ingest,
     Dispatcher dispatcher,
-    LeaseReaper reaper,
     SettingsMonitor settings,
     TimeProvider time,
     ILogger<PipelineWorker> logger) : BackgroundService
@@ -19,7 +19,6 @@ internal sealed partial class PipelineWorker(
         => Task.WhenAll(
             KeepRunningAsync("ingest", ingest.RunAsync, stoppingToken),
             KeepRunningAsync("dispatcher", dispatcher.RunAsync, stoppingToken),
-            KeepRunningAsync("lease-reaper", reaper.RunAsync, stoppingToken),
             KeepRunningAsync("settings", settings.RunAsync, stoppingToken));
 
     private async Task KeepRunningAsync(string name, Func<CancellationToken, Task> loop, CancellationToken stoppingToken)
