@@ -15,50 +15,79 @@ namespace Herald.Server.Cli;
 /// <c>herald bench dispatch</c> (CONTRACT §1): N badge notifications for N devices are put in a fresh durable
 /// store first, then drained through the normal dispatcher to an APNs endpoint; prints
 /// <c>dispatch: N sent in S s = R/s</c>. Any APNs endpoint can be the common target of a side-by-side run;
-/// without <c>--apns-url</c> the built-in fake APNs (TLS, HTTP/2) is started.
+/// without <c>--apns-url</c> the built-in fake APNs (TLS, HTTP/2) is started. With <c>--peers</c> the same
+/// fake then takes the same N requests from h2load and the Node.js peers (see <see cref="BenchPeers"/>).
 /// </summary>
 internal static class BenchCommand
 {
-    private const string Team = "BENCHTEAM1";
-    private const string KeyId = "BENCHKEY01";
-    private const string Topic = "org.herald.bench";
+    internal const string Team = "BENCHTEAM1";
+    internal const string KeyId = "BENCHKEY01";
+    internal const string Topic = "org.herald.bench";
 
     public static Command Create()
     {
         var bench = new Command("bench", "Reproducible performance runs.");
         var url = new Option<string?>("--apns-url") { Description = "APNs endpoint (https://host:port, or http:// for HTTP/2 cleartext). Default: a built-in fake APNs over TLS." };
-        var count = new Option<int>("--count") { Description = "Notifications (one per device).", DefaultValueFactory = _ => 100_000 };
+        var count = new Option<int?>("--count") { Description = "Notifications (one per device). Default 100,000; 200,000 with --peers." };
         var trust = new Option<string?>("--trust-cert") { Description = "PEM certificate of the endpoint to trust explicitly (self-signed peers)." };
+        var peers = new Option<bool>("--peers") { Description = "Also send the same N requests to the same fake APNs with h2load, @parse/node-apn and apns2, and print one table." };
+        var docs = new Option<bool>("--append-docs") { Description = "Append the table, machine, versions and command to docs/BENCHMARKS.md." };
         var dispatch = new Command("dispatch", "Enqueue N badge notifications in a fresh store, then drain them to an APNs endpoint.");
         dispatch.Options.Add(url);
         dispatch.Options.Add(count);
         dispatch.Options.Add(trust);
+        dispatch.Options.Add(peers);
+        dispatch.Options.Add(docs);
         dispatch.SetAction(async (parse, cancellationToken) =>
         {
-            var n = parse.GetValue(count);
+            var withPeers = parse.GetValue(peers);
+            var n = parse.GetValue(count) ?? (withPeers ? 200_000 : 100_000);
             if (n is < 1 or > 10_000_000)
             {
                 await Console.Error.WriteLineAsync("herald: --count must be 1..10000000.");
                 return HeraldCli.UsageError;
             }
 
-            return await DispatchAsync(parse.GetValue(url), n, parse.GetValue(trust), cancellationToken);
+            if (withPeers)
+            {
+                if (parse.GetValue(url) is not null)
+                {
+                    await Console.Error.WriteLineAsync("herald: --peers runs every sender against the built-in fake APNs; leave out --apns-url.");
+                    return HeraldCli.UsageError;
+                }
+
+                return await BenchPeers.RunAsync(n, parse.GetValue(docs), Console.Out, cancellationToken);
+            }
+
+            var result = await DispatchAsync(parse.GetValue(url), n, parse.GetValue(trust), Console.Out, cancellationToken);
+            return result.Sent == n ? HeraldCli.Success : HeraldCli.Failure;
         });
         bench.Subcommands.Add(dispatch);
+        bench.Subcommands.Add(BenchStreamingCommand.Create());
+        bench.Subcommands.Add(BenchE2e.Create());
+        bench.Subcommands.Add(BenchScale.Create());
+        bench.Subcommands.Add(BenchIngest.Create());
         return bench;
     }
 
-    private static async Task<int> DispatchAsync(string? apnsUrl, int count, string? trustCert, CancellationToken cancellationToken)
+    /// <summary>The result of one Herald drain: notifications sent and the seconds the drain took.</summary>
+    internal sealed record DrainResult(long Sent, long Failed, double Seconds, double EnqueueSeconds, TimeSpan Cpu);
+
+    /// <summary>Starts a fake APNs for benchmarks (TLS, HTTP/2, no request recording).</summary>
+    internal static Task<FakeApnsServer> StartFakeAsync(CancellationToken cancellationToken, bool record = false)
+        => FakeApnsServer.StartAsync(new FakeApnsServerOptions { UseTls = true, RecordRequests = record, MaxRecordedRequests = 2_000_000 }, cancellationToken: cancellationToken);
+
+    internal static async Task<DrainResult> DispatchAsync(string? apnsUrl, int count, string? trustCert, TextWriter output, CancellationToken cancellationToken, FakeApnsServer? sharedFake = null)
     {
         var directory = Path.Combine(Path.GetTempPath(), "herald-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
-        FakeApnsServer? fake = null;
+        FakeApnsServer? ownFake = null;
         try
         {
             string pem;
             if (apnsUrl is null)
             {
-                fake = await FakeApnsServer.StartAsync(new FakeApnsServerOptions { UseTls = true, RecordRequests = false }, cancellationToken: cancellationToken);
+                var fake = sharedFake ?? (ownFake = await StartFakeAsync(cancellationToken));
                 pem = fake.GenerateSigningKey(Team, KeyId, Topic);
                 apnsUrl = fake.BaseUrl;
                 trustCert = Path.Combine(directory, "fake-apns.pem");
@@ -70,22 +99,7 @@ internal static class BenchCommand
                 pem = key.ExportPkcs8PrivateKeyPem();
             }
 
-            var settings = new Dictionary<string, string?>
-            {
-                ["Herald:Database"] = "sqlite:" + Path.Combine(directory, "herald.db"),
-                ["Herald:AdminApiKey"] = "hk_bench_admin_key_not_for_production",
-                ["Herald:RateLimits:PerKeyPerSecond"] = "0", // one local driver makes all the calls
-                ["Herald:RateLimits:PerAddressPerSecond"] = "0",
-                ["Herald:Apns:ProductionUrl"] = apnsUrl,
-                ["Herald:Apns:SandboxUrl"] = apnsUrl,
-                ["Herald:Apns:TeamId"] = Team,
-                ["Herald:Apns:KeyId"] = KeyId,
-                ["Herald:Apns:PrivateKeyPem"] = pem,
-                ["Herald:Apns:Topic"] = Topic,
-                ["Herald:Apns:TrustedCertificateFile"] = trustCert,
-                ["Logging:LogLevel:Default"] = "Warning",
-            };
-            await using var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(settings));
+            await using var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(GatewaySettings(directory, apnsUrl, pem, trustCert)));
 
             // Fill the queue before the dispatcher starts, so the run measures the drain alone.
             var store = app.Services.GetRequiredService<IStoreAdmin>();
@@ -102,7 +116,7 @@ internal static class BenchCommand
                     TenantId = "default",
                     Lane = Lane.Priority,
                     Platform = Platform.Apns,
-                    Token = i.ToString("x8", CultureInfo.InvariantCulture) + "0123456789abcdef0123456789abcdef0123456789abcdef01234567",
+                    Token = BenchSupport.DeviceToken(i),
                     Topic = Topic,
                     Content = content,
                     ExpiresAt = expires,
@@ -114,37 +128,64 @@ internal static class BenchCommand
                 }
             }
 
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"enqueue: {count} in {fill.Elapsed.TotalSeconds:0.00} s = {count / fill.Elapsed.TotalSeconds:0}/s"));
+            var enqueueSeconds = fill.Elapsed.TotalSeconds;
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"enqueue: {count} in {enqueueSeconds:0.00} s = {count / enqueueSeconds:0}/s"));
 
             var dispatcher = app.Services.GetRequiredService<Dispatcher>();
+            var cpuBefore = BenchSupport.ProcessUsage().Cpu;
             var clock = Stopwatch.StartNew();
             await HeraldApp.StartAsync(app, cancellationToken);
             var c = dispatcher.Counters;
             while (c.Sent + c.Failed + c.Dead + c.Expired < count && clock.Elapsed < TimeSpan.FromMinutes(30))
             {
-                await Task.Delay(20, cancellationToken);
+                await Task.Delay(5, cancellationToken);
             }
 
             var seconds = clock.Elapsed.TotalSeconds;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"dispatch: {c.Sent} sent in {seconds:0.00} s = {c.Sent / seconds:0}/s (failed {c.Failed}, retried {c.Retried}, dead {c.Dead}, expired {c.Expired})"));
+            var cpu = BenchSupport.ProcessUsage().Cpu - cpuBefore;
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"dispatch: {c.Sent} sent in {seconds:0.00} s = {c.Sent / seconds:0}/s (failed {c.Failed}, retried {c.Retried}, dead {c.Dead}, expired {c.Expired})"));
             await app.StopAsync(CancellationToken.None);
-            return c.Sent == count ? HeraldCli.Success : HeraldCli.Failure;
+            return new DrainResult(c.Sent, c.Failed + c.Dead + c.Expired, seconds, enqueueSeconds, cpu);
         }
         finally
         {
-            if (fake is not null)
+            if (ownFake is not null)
             {
-                await fake.DisposeAsync();
+                await ownFake.DisposeAsync();
             }
 
-            try
-            {
-                Directory.Delete(directory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // Left for the OS's temp cleanup.
-            }
+            TryDelete(directory);
+        }
+    }
+
+    /// <summary>The gateway settings every bench shares: a fresh SQLite file, no rate limits, APNs pointed at <paramref name="apnsUrl"/>.</summary>
+    internal static Dictionary<string, string?> GatewaySettings(string directory, string apnsUrl, string pem, string? trustCert) => new()
+    {
+        ["Herald:Database"] = "sqlite:" + Path.Combine(directory, "herald.db"),
+        ["Herald:AdminApiKey"] = AdminKey,
+        ["Herald:RateLimits:PerKeyPerSecond"] = "0", // one local driver makes all the calls
+        ["Herald:RateLimits:PerAddressPerSecond"] = "0",
+        ["Herald:Apns:ProductionUrl"] = apnsUrl,
+        ["Herald:Apns:SandboxUrl"] = apnsUrl,
+        ["Herald:Apns:TeamId"] = Team,
+        ["Herald:Apns:KeyId"] = KeyId,
+        ["Herald:Apns:PrivateKeyPem"] = pem,
+        ["Herald:Apns:Topic"] = Topic,
+        ["Herald:Apns:TrustedCertificateFile"] = trustCert,
+        ["Logging:LogLevel:Default"] = "Warning",
+    };
+
+    internal const string AdminKey = "hk_bench_admin_key_not_for_production";
+
+    internal static void TryDelete(string directory)
+    {
+        try
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Left for the OS's temp cleanup.
         }
     }
 }

@@ -18,7 +18,9 @@ public static class HeraldCli
         root.Subcommands.Add(ServeCommand());
         root.Subcommands.Add(MigrateCommand());
         root.Subcommands.Add(DemoCommand.Create());
-        root.Subcommands.Add(BenchCommand.Create());
+        var bench = BenchCommand.Create();
+        bench.Subcommands.Add(BenchFarmCommand.Create());
+        root.Subcommands.Add(bench);
         root.Subcommands.Add(DoctorCommand.Create());
 
         var parse = root.Parse(args);
