@@ -88,6 +88,11 @@ internal static class DoctorCommand
 
             checks.Add(await DatabaseAsync(services, options, cancellationToken));
             checks.Add(ApnsCredential(apns));
+            if (apns.HasCertificateCredential)
+            {
+                checks.Add(ApnsCertificateCheck(apns, services.GetRequiredService<TimeProvider>().GetUtcNow()));
+            }
+
             checks.Add(FcmCredential(fcm));
             checks.Add(!string.IsNullOrWhiteSpace(wns.PackageSid) && !string.IsNullOrWhiteSpace(wns.ClientSecret)
                 ? new Check("credential:wns", "pass", "package SID and client secret set")
@@ -163,6 +168,33 @@ internal static class DoctorCommand
         catch (Exception ex) when (ex is CryptographicException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             return new Check("credential:apns", "fail", "the .p8 key does not load: " + ex.Message);
+        }
+    }
+
+    /// <summary>The APNs certificate: it loads with its key, which topics it serves, and how long it has left (warn within 30 days).</summary>
+    private static Check ApnsCertificateCheck(ApnsOptions apns, DateTimeOffset now)
+    {
+        try
+        {
+            using var certificate = !string.IsNullOrWhiteSpace(apns.CertificatePem)
+                ? ApnsCertificate.FromPem(apns.CertificatePem, null, apns.CertificatePassword)
+                : ApnsCertificate.FromFile(apns.CertificateFile!, apns.CertificatePassword, apns.CertificateKeyFile);
+            var left = certificate.NotAfter - now;
+            var detail = $"{certificate.Thumbprint[..16]}… topics [{string.Join(", ", certificate.Topics)}], expires {certificate.NotAfter:yyyy-MM-dd}";
+            if (certificate.Topics.Count == 0)
+            {
+                return new Check("credential:apns-certificate", "fail", detail + ": no topics; is this an APNs certificate?");
+            }
+
+            return left <= TimeSpan.Zero
+                ? new Check("credential:apns-certificate", "fail", detail + ": expired; renew it in the Apple Developer account (or Apple Push Certificates Portal for MDM)")
+                : left <= TimeSpan.FromDays(30)
+                    ? new Check("credential:apns-certificate", "warn", detail + $": expires in {left.TotalDays:0} days; renew it now")
+                    : new Check("credential:apns-certificate", "pass", detail);
+        }
+        catch (Exception ex) when (ex is CryptographicException or IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or FormatException)
+        {
+            return new Check("credential:apns-certificate", "fail", "the certificate does not load: " + ex.Message + " (check the file, its password and that it holds the private key)");
         }
     }
 
