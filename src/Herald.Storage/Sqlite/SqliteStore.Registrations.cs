@@ -69,54 +69,59 @@ public sealed partial class SqliteStore
     public Task CreateAsync(Registration registration, byte[]? callbackKeyHash, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(registration);
-        return WriteAsync(
-            s =>
-            {
-                var now = _time.GetUtcNow();
-                var insert = s.Statement(
-                    InsertRegistrationSql,
-                    "@id", "@tenant_id", "@platform", "@token", "@topic", "@environment", "@source", "@style", "@folders", "@locale",
-                    "@status", "@inactive_reason", "@inactive_at", "@subscription_id", "@previous_subscription_id", "@inbox_folder_id",
-                    "@unread_count", "@created_at", "@updated_at", "@last_event_at", "@last_push_at", "@last_push_result", "@callback_key_hash",
-                    "@connector", "@mailbox_hash", "@sealed_mailbox")
-                    .Set(0, registration.Id)
-                    .Set(1, registration.TenantId)
-                    .Set(2, (long)registration.Platform)
-                    .Set(3, registration.Token)
-                    .Set(4, registration.Topic)
-                    .Set(5, (long)registration.Environment)
-                    .Set(6, (long)registration.Source)
-                    .Set(7, (long)registration.Style)
-                    .Set(8, StorageJson.Serialize(registration.Folders ?? []))
-                    .Set(9, registration.Locale)
-                    .Set(10, (long)registration.Status)
-                    .Set(11, registration.InactiveReason)
-                    .Set(12, registration.InactiveAt)
-                    .Set(13, registration.SubscriptionId)
-                    .Set(14, registration.PreviousSubscriptionId)
-                    .Set(15, registration.InboxFolderId)
-                    .Set(16, registration.UnreadCount)
-                    .Set(17, registration.CreatedAt == default ? now : registration.CreatedAt)
-                    .Set(18, registration.UpdatedAt == default ? now : registration.UpdatedAt)
-                    .Set(19, registration.LastEventAt)
-                    .Set(20, registration.LastPushAt)
-                    .Set(21, registration.LastPushResult)
-                    .Set(22, callbackKeyHash)
-                    .Set(23, registration.Connector)
-                    .Set(24, registration.MailboxHash)
-                    .Set(25, registration.SealedMailbox);
-                try
-                {
-                    insert.Execute();
-                }
-                catch (SqliteException ex) when (ex.SqliteErrorCode == SqliteConstraint)
-                {
-                    throw ex.SqliteExtendedErrorCode == SqliteConstraintForeignKey
-                        ? new InvalidOperationException($"Registration {registration.Id}: tenant '{registration.TenantId}' does not exist.", ex)
-                        : new StoreConflictException($"A registration with id '{registration.Id}' or the same callback key already exists.", ex);
-                }
-            },
-            cancellationToken);
+        return WriteAsync(s => InsertRegistration(InsertRegistrationStatement(s), registration, callbackKeyHash, _time.GetUtcNow()), cancellationToken);
+    }
+
+    /// <summary>The prepared insert of a registration (one per write, reused for every row of a bulk load).</summary>
+    private static SqliteStatement InsertRegistrationStatement(SqliteSession s) => s.Statement(
+        InsertRegistrationSql,
+        "@id", "@tenant_id", "@platform", "@token", "@topic", "@environment", "@source", "@style", "@folders", "@locale",
+        "@status", "@inactive_reason", "@inactive_at", "@subscription_id", "@previous_subscription_id", "@inbox_folder_id",
+        "@unread_count", "@created_at", "@updated_at", "@last_event_at", "@last_push_at", "@last_push_result", "@callback_key_hash",
+        "@connector", "@mailbox_hash", "@sealed_mailbox");
+
+    /// <summary>Inserts one registration with the prepared statement.</summary>
+    /// <exception cref="StoreConflictException">The id (or the callback key hash) is already taken.</exception>
+    /// <exception cref="InvalidOperationException">The tenant does not exist.</exception>
+    private static void InsertRegistration(SqliteStatement insert, Registration registration, byte[]? callbackKeyHash, DateTimeOffset now)
+    {
+        insert
+            .Set(0, registration.Id)
+            .Set(1, registration.TenantId)
+            .Set(2, (long)registration.Platform)
+            .Set(3, registration.Token)
+            .Set(4, registration.Topic)
+            .Set(5, (long)registration.Environment)
+            .Set(6, (long)registration.Source)
+            .Set(7, (long)registration.Style)
+            .Set(8, StorageJson.Serialize(registration.Folders ?? []))
+            .Set(9, registration.Locale)
+            .Set(10, (long)registration.Status)
+            .Set(11, registration.InactiveReason)
+            .Set(12, registration.InactiveAt)
+            .Set(13, registration.SubscriptionId)
+            .Set(14, registration.PreviousSubscriptionId)
+            .Set(15, registration.InboxFolderId)
+            .Set(16, registration.UnreadCount)
+            .Set(17, registration.CreatedAt == default ? now : registration.CreatedAt)
+            .Set(18, registration.UpdatedAt == default ? now : registration.UpdatedAt)
+            .Set(19, registration.LastEventAt)
+            .Set(20, registration.LastPushAt)
+            .Set(21, registration.LastPushResult)
+            .Set(22, callbackKeyHash)
+            .Set(23, registration.Connector)
+            .Set(24, registration.MailboxHash)
+            .Set(25, registration.SealedMailbox);
+        try
+        {
+            insert.Execute();
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode == SqliteConstraint)
+        {
+            throw ex.SqliteExtendedErrorCode == SqliteConstraintForeignKey
+                ? new InvalidOperationException($"Registration {registration.Id}: tenant '{registration.TenantId}' does not exist.", ex)
+                : new StoreConflictException($"A registration with id '{registration.Id}' or the same callback key already exists.", ex);
+        }
     }
 
     /// <inheritdoc />
