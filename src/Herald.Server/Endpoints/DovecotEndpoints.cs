@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
@@ -67,30 +66,19 @@ internal static partial class DovecotEndpoints
         }
 
         var max = DovecotNotificationParser.MaxBodyBytes;
-        if (http.Request.ContentLength > max)
-        {
-            return TooLarge();
-        }
-
         DovecotNotification? parsed;
         string? error;
-        var buffer = ArrayPool<byte>.Shared.Rent(max + 1);
-        try
+        using (var body = await RequestBody.ReadAsync(http.Request, max, http.RequestAborted))
         {
-            var length = await ReadAsync(http.Request.Body, buffer, http.RequestAborted);
-            if (length > max)
+            if (body.TooLarge)
             {
                 return TooLarge();
             }
 
-            if (!DovecotNotificationParser.TryParse(buffer.AsSpan(0, length), out parsed, out error))
+            if (!DovecotNotificationParser.TryParse(body.Memory.Span, out parsed, out error))
             {
                 parsed = null;
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
         }
 
         if (parsed is null)
@@ -214,24 +202,6 @@ internal static partial class DovecotEndpoints
         }
 
         return false;
-    }
-
-    /// <summary>Reads up to <c>buffer.Length</c> bytes; a result larger than the limit means "too large".</summary>
-    private static async Task<int> ReadAsync(Stream body, byte[] buffer, CancellationToken cancellationToken)
-    {
-        var length = 0;
-        while (length < buffer.Length)
-        {
-            var read = await body.ReadAsync(buffer.AsMemory(length), cancellationToken);
-            if (read == 0)
-            {
-                break;
-            }
-
-            length += read;
-        }
-
-        return length;
     }
 
     private static partial class Log

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Herald.Core.Pipeline;
 using Herald.Core.Ports;
 using Herald.Core.Security;
@@ -32,38 +31,17 @@ internal static partial class EwsEndpoints
         }
 
         var max = EwsNotificationParser.MaxBodyBytes;
-        if (request.ContentLength > max)
-        {
-            await WriteAsync(http, EwsSoapResponses.Fault(version, "The body is larger than 1 MiB."), StatusCodes.Status413PayloadTooLarge);
-            return;
-        }
-
         EwsSendNotification? parsed;
         EwsParseError error;
-        var buffer = ArrayPool<byte>.Shared.Rent(checked((int)Math.Min(max + 1, request.ContentLength ?? 16 * 1024) + 1));
-        try
+        using (var body = await RequestBody.ReadAsync(request, max, http.RequestAborted))
         {
-            int length;
-            try
-            {
-                (buffer, length) = await ReadBodyAsync(request.Body, buffer, max, http.RequestAborted);
-            }
-            catch (BadHttpRequestException)
-            {
-                length = -1;
-            }
-
-            if (length < 0)
+            if (body.TooLarge)
             {
                 await WriteAsync(http, EwsSoapResponses.Fault(version, "The body is larger than 1 MiB."), StatusCodes.Status413PayloadTooLarge);
                 return;
             }
 
-            EwsNotificationParser.TryParseSendNotification(buffer.AsMemory(0, length), request.ContentType, out parsed, out error);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            EwsNotificationParser.TryParseSendNotification(body.Memory, request.ContentType, out parsed, out error);
         }
 
         if (parsed is null)
@@ -106,35 +84,6 @@ internal static partial class EwsEndpoints
         }
 
         await WriteAsync(http, EwsSoapResponses.ForVerdict(parsed.SoapVersion, verdict));
-    }
-
-    /// <summary>Reads the whole body, growing the pooled buffer as needed; length -1 when it exceeds <paramref name="max"/>.</summary>
-    private static async Task<(byte[] Buffer, int Length)> ReadBodyAsync(Stream body, byte[] buffer, int max, CancellationToken cancellationToken)
-    {
-        var length = 0;
-        while (true)
-        {
-            if (length == buffer.Length)
-            {
-                if (length > max)
-                {
-                    return (buffer, -1);
-                }
-
-                var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(max + 1, buffer.Length * 2));
-                buffer.AsSpan(0, length).CopyTo(bigger);
-                ArrayPool<byte>.Shared.Return(buffer);
-                buffer = bigger;
-            }
-
-            var read = await body.ReadAsync(buffer.AsMemory(length), cancellationToken);
-            if (read == 0)
-            {
-                return (buffer, length > max ? -1 : length);
-            }
-
-            length += read;
-        }
     }
 
     private static bool IsSoapContentType(string? contentType)

@@ -79,43 +79,20 @@ internal static partial class GraphEndpoints
         }
 
         var max = GraphNotificationParser.MaxBodyBytes;
-        if (http.Request.ContentLength > max)
+        IReadOnlyList<GraphNotificationItem>? items;
+        string? error;
+        using (var body = await RequestBody.ReadAsync(http.Request, max, http.RequestAborted))
         {
-            return TooLarge();
-        }
-
-        var buffer = new byte[(int)Math.Min(max + 1, http.Request.ContentLength ?? 16 * 1024)];
-        var length = 0;
-        while (true)
-        {
-            if (length == buffer.Length)
+            if (body.TooLarge)
             {
-                if (length > max)
-                {
-                    return TooLarge();
-                }
-
-                Array.Resize(ref buffer, Math.Min(max + 1, buffer.Length * 2));
+                return TooLarge();
             }
 
-            var read = await http.Request.Body.ReadAsync(buffer.AsMemory(length), http.RequestAborted);
-            if (read == 0)
+            if (!GraphNotificationParser.TryParse(body.Memory.Span, out items, out error))
             {
-                break;
+                Log.Rejected(logger, error!);
+                return Problems.BadRequest(error!);
             }
-
-            length += read;
-        }
-
-        if (length > max)
-        {
-            return TooLarge();
-        }
-
-        if (!GraphNotificationParser.TryParse(buffer.AsSpan(0, length), out var items, out var error))
-        {
-            Log.Rejected(logger, error!);
-            return Problems.BadRequest(error!);
         }
 
         var secrets = services.GetRequiredService<SecretBox>();
