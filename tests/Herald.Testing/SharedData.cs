@@ -41,6 +41,15 @@ public static class SharedData
             }
         }
 
+        // Built into an artifacts folder outside the tree (--artifacts-path): the folder the sources were built from.
+        var built = typeof(SharedData).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "HeraldRepositoryRoot")?.Value;
+        if (built is not null && File.Exists(Path.Combine(built, "Herald.slnx")))
+        {
+            return built;
+        }
+
         throw new InvalidOperationException("Cannot find the repository root (Herald.slnx) above " + AppContext.BaseDirectory);
     }
 }

@@ -373,6 +373,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
             MaxGroupSize = o.MaxGroupSize,
             ImpersonateAnchorOnStream = o.ImpersonateAnchorOnStream,
             AutodiscoverCacheTtl = o.AutodiscoverCacheTtl,
+            AutodiscoverRedirectHosts = [.. o.AutodiscoverRedirectHosts],
             MinBackOff = o.MinBackOff,
             MaxBackOff = o.MaxBackOff,
             RequestTimeout = o.RequestTimeout,

@@ -7,6 +7,9 @@ namespace Herald.Simulators.Exchange.Streaming;
 /// <summary>One queued EWS event of a streaming subscription, written as Exchange writes it.</summary>
 internal sealed record FakeEwsEvent(string Kind, string Watermark, DateTimeOffset TimeStamp, string? ItemId, string? FolderId, string ParentFolderId, int? UnreadCount);
 
+/// <summary>One UserResponse of the fake's GetUserSettings: settings (null for InvalidUser), or a redirect.</summary>
+internal sealed record FakeAutodiscoverUser(string Mailbox, IReadOnlyList<(string Name, string Value)>? Settings, string? RedirectCode = null, string? RedirectTarget = null);
+
 /// <summary>The SOAP 1.1 answers of the fake, in Exchange's shape (prefixes s, m, t; ServerVersionInfo header).</summary>
 internal static class FakeEwsResponses
 {
@@ -139,7 +142,7 @@ internal static class FakeEwsResponses
     }
 
     /// <summary>The SOAP Autodiscover GetUserSettings response (one UserResponse per mailbox).</summary>
-    public static byte[] GetUserSettings(IEnumerable<(string Mailbox, IReadOnlyList<(string Name, string Value)>? Settings)> users)
+    public static byte[] GetUserSettings(IEnumerable<FakeAutodiscoverUser> users)
     {
         var builder = new StringBuilder(1024);
         builder.Append("<?xml version=\"1.0\" encoding=\"utf-8\"?><s:Envelope xmlns:s=\"").Append(Soap11).Append("\" xmlns:a=\"http://www.w3.org/2005/08/addressing\">")
@@ -147,10 +150,15 @@ internal static class FakeEwsResponses
             .Append("<h:ServerVersionInfo xmlns:h=\"").Append(AutodiscoverNs).Append("\" xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><h:MajorVersion>15</h:MajorVersion><h:MinorVersion>1</h:MinorVersion><h:MajorBuildNumber>2507</h:MajorBuildNumber><h:MinorBuildNumber>6</h:MinorBuildNumber><h:Version>Exchange2016</h:Version></h:ServerVersionInfo></s:Header>")
             .Append("<s:Body><GetUserSettingsResponseMessage xmlns=\"").Append(AutodiscoverNs).Append("\"><Response xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">")
             .Append("<ErrorCode>NoError</ErrorCode><ErrorMessage/><UserResponses>");
-        foreach (var (mailbox, settings) in users)
+        foreach (var (mailbox, settings, redirectCode, redirectTarget) in users)
         {
             builder.Append("<UserResponse>");
-            if (settings is null)
+            if (redirectCode is not null)
+            {
+                builder.Append("<ErrorCode>").Append(redirectCode).Append("</ErrorCode><ErrorMessage>Redirection.</ErrorMessage><RedirectTarget>")
+                    .Append(Escape(redirectTarget ?? string.Empty)).Append("</RedirectTarget><UserSettingErrors/><UserSettings/>");
+            }
+            else if (settings is null)
             {
                 builder.Append("<ErrorCode>InvalidUser</ErrorCode><ErrorMessage>Invalid user: '").Append(Escape(mailbox)).Append("'</ErrorMessage><RedirectTarget i:nil=\"true\"/><UserSettingErrors/><UserSettings/>");
             }
@@ -180,6 +188,16 @@ internal static class FakeEwsResponses
             + "</AutoDiscoverSMTPAddress></User><Account><AccountType>email</AccountType><Action>settings</Action>"
             + "<Protocol><Type>EXPR</Type><EwsUrl>" + Escape(ewsUrl) + "</EwsUrl><GroupingInformation>" + Escape(groupingInformation) + "</GroupingInformation></Protocol>"
             + "</Account></Response></Autodiscover>";
+        return Encoding.UTF8.GetBytes(xml);
+    }
+
+    /// <summary>A POX redirect: <c>redirectAddr</c> (code <c>RedirectAddress</c>) or <c>redirectUrl</c> (code <c>RedirectUrl</c>).</summary>
+    public static byte[] PoxRedirect(string code, string target)
+    {
+        var (action, element) = code == "RedirectAddress" ? ("redirectAddr", "RedirectAddr") : ("redirectUrl", "RedirectUrl");
+        var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\">"
+            + "<Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\"><Account><Action>" + action + "</Action><"
+            + element + ">" + Escape(target) + "</" + element + "></Account></Response></Autodiscover>";
         return Encoding.UTF8.GetBytes(xml);
     }
 

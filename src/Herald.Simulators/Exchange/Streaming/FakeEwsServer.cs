@@ -45,6 +45,7 @@ public sealed class FakeEwsServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, FakeEwsMailbox> _mailboxes = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, (string? ToAddress, Uri? ToUrl)> _autodiscoverRedirects = new(StringComparer.OrdinalIgnoreCase);
     private readonly Dictionary<string, FakeEwsStreamSubscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FakeEwsItem> _items = new(StringComparer.Ordinal);
     private readonly List<FakeEwsConnection> _connections = [];
@@ -341,6 +342,27 @@ public sealed class FakeEwsServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Makes Autodiscover answer a redirect for <paramref name="address"/> (which need not be a mailbox): to another
+    /// address (SOAP <c>RedirectAddress</c>, POX <c>redirectAddr</c>), or to another Autodiscover URL (SOAP
+    /// <c>RedirectUrl</c>, POX <c>redirectUrl</c>). A URL redirect is answered everywhere except at the target's own path,
+    /// which answers normally, so a redirect to an alias path of this server (any path ending in
+    /// <c>/autodiscover/autodiscover.svc</c> or <c>.xml</c>) resolves there.
+    /// </summary>
+    public void RedirectAutodiscover(string address, string? toAddress = null, string? toUrl = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(address);
+        if ((toAddress is null) == (toUrl is null))
+        {
+            throw new ArgumentException("Give exactly one of toAddress and toUrl.", nameof(toAddress));
+        }
+
+        lock (_gate)
+        {
+            _autodiscoverRedirects[address] = (toAddress, toUrl is null ? null : new Uri(toUrl, UriKind.Absolute));
+        }
+    }
+
     /// <summary>Moves the mailbox to another backend: its subscriptions end, Autodiscover answers the new GroupingInformation.</summary>
     public void MoveMailbox(string address, string backend)
     {
@@ -426,8 +448,8 @@ public sealed class FakeEwsServer : IAsyncDisposable
         }
 
         var isEws = path.EndsWith("/EWS/Exchange.asmx", StringComparison.OrdinalIgnoreCase);
-        var isSoapAutodiscover = path.Equals("/autodiscover/autodiscover.svc", StringComparison.OrdinalIgnoreCase);
-        var isPox = path.Equals("/autodiscover/autodiscover.xml", StringComparison.OrdinalIgnoreCase);
+        var isSoapAutodiscover = path.EndsWith("/autodiscover/autodiscover.svc", StringComparison.OrdinalIgnoreCase);
+        var isPox = path.EndsWith("/autodiscover/autodiscover.xml", StringComparison.OrdinalIgnoreCase);
         if (!isEws && !isPox && !(isSoapAutodiscover && _options.SoapAutodiscover))
         {
             context.Response.StatusCode = StatusCodes.Status404NotFound;
@@ -920,6 +942,30 @@ public sealed class FakeEwsServer : IAsyncDisposable
         await WriteAsync(context, 200, FakeEwsResponses.Operation("GetFolder", messages), "GetFolder", soap, messages[0].Item1 ?? "NoError", scheme).ConfigureAwait(false);
     }
 
+    /// <summary>The redirect to answer for <paramref name="address"/> asked at <paramref name="path"/> (under the lock), or null.</summary>
+    private (string Code, string Target)? RedirectFor(string address, string path, string extension)
+    {
+        if (!_autodiscoverRedirects.TryGetValue(address, out var rule))
+        {
+            return null;
+        }
+
+        if (rule.ToAddress is { } to)
+        {
+            return ("RedirectAddress", to);
+        }
+
+        var target = rule.ToUrl!;
+        var targetPath = target.AbsolutePath[..target.AbsolutePath.LastIndexOf('.')];
+        if (path.StartsWith(targetPath, StringComparison.OrdinalIgnoreCase) && path.Length == targetPath.Length + 4)
+        {
+            return null; // asked at the target: answer normally
+        }
+
+        var url = target.GetLeftPart(UriPartial.Authority) + targetPath + extension;
+        return ("RedirectUrl", url);
+    }
+
     private async Task GetUserSettingsAsync(HttpContext context, FakeEwsSoapRequest soap, string? scheme)
     {
         if (soap.Operation != "GetUserSettingsRequestMessage" || soap.Mailboxes.Count == 0)
@@ -928,14 +974,21 @@ public sealed class FakeEwsServer : IAsyncDisposable
             return;
         }
 
-        var users = new List<(string, IReadOnlyList<(string, string)>?)>();
+        var users = new List<FakeAutodiscoverUser>();
+        var path = context.Request.Path.Value ?? "/";
         lock (_gate)
         {
             foreach (var address in soap.Mailboxes)
             {
+                if (RedirectFor(address, path, ".svc") is { } redirect)
+                {
+                    users.Add(new FakeAutodiscoverUser(address, null, redirect.Code, redirect.Target));
+                    continue;
+                }
+
                 if (!_mailboxes.TryGetValue(address, out var mailbox))
                 {
-                    users.Add((address, null));
+                    users.Add(new FakeAutodiscoverUser(address, null));
                     continue;
                 }
 
@@ -958,7 +1011,7 @@ public sealed class FakeEwsServer : IAsyncDisposable
                     }
                 }
 
-                users.Add((address, settings));
+                users.Add(new FakeAutodiscoverUser(address, settings));
             }
         }
 
@@ -968,15 +1021,19 @@ public sealed class FakeEwsServer : IAsyncDisposable
     private async Task PoxAsync(HttpContext context, FakeEwsSoapRequest soap, string? scheme)
     {
         FakeEwsMailbox? mailbox = null;
+        (string Code, string Target)? redirect = null;
         if (soap.Operation == "Autodiscover" && soap.Mailboxes.Count == 1)
         {
             lock (_gate)
             {
-                mailbox = _mailboxes.GetValueOrDefault(soap.Mailboxes[0]);
+                redirect = RedirectFor(soap.Mailboxes[0], context.Request.Path.Value ?? "/", ".xml");
+                mailbox = redirect is null ? _mailboxes.GetValueOrDefault(soap.Mailboxes[0]) : null;
             }
         }
 
-        var body = mailbox is null ? FakeEwsResponses.PoxError() : FakeEwsResponses.Pox(mailbox.Address, EwsUrl, GroupingInformationOf(mailbox.Backend));
+        var body = redirect is { } r ? FakeEwsResponses.PoxRedirect(r.Code, r.Target)
+            : mailbox is null ? FakeEwsResponses.PoxError()
+            : FakeEwsResponses.Pox(mailbox.Address, EwsUrl, GroupingInformationOf(mailbox.Backend));
         await WriteAsync(context, 200, body, "Autodiscover", soap, mailbox is null ? "InvalidUser" : "NoError", scheme).ConfigureAwait(false);
     }
 

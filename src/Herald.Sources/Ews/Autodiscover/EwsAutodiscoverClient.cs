@@ -16,6 +16,9 @@ public sealed class EwsAutodiscoverClient
     /// <summary>Mailboxes per SOAP GetUserSettings request (Exchange's limit).</summary>
     public const int MaxUsersPerRequest = 100;
 
+    /// <summary>Redirects followed for one mailbox before giving up (the limit Microsoft recommends to break loops).</summary>
+    public const int MaxRedirects = 10;
+
     private readonly EwsHttp _http;
     private readonly EwsAuthenticator _auth;
     private readonly TimeProvider _time;
@@ -39,8 +42,18 @@ public sealed class EwsAutodiscoverClient
     /// <summary>POX requests sent.</summary>
     public int PoxRequests { get; private set; }
 
+    /// <summary>Redirect answers received (address and URL).</summary>
+    public int Redirects { get; private set; }
+
+    /// <summary>Redirects not followed: an untrusted host or scheme, or a chain longer than <see cref="MaxRedirects"/>.</summary>
+    public int RefusedRedirects { get; private set; }
+
     /// <summary>
-    /// Settings for each address it could resolve (addresses Autodiscover does not know are absent from the answer).
+    /// Settings for each address it could resolve (addresses Autodiscover does not know, or whose redirects were refused
+    /// or went round more than <see cref="MaxRedirects"/> times, are absent from the answer). Redirects are followed as
+    /// Exchange prescribes: <c>RedirectAddress</c> asks again for the new address (the answer is kept under the address
+    /// that was asked for), <c>RedirectUrl</c> asks another Autodiscover service, only over HTTPS (never a downgrade)
+    /// and only to a host <see cref="IsTrustedRedirect"/> accepts, since the service account's credentials go with it.
     /// Throws <see cref="EwsStreamingException"/> when the service cannot be reached at all.
     /// </summary>
     public async Task<IReadOnlyDictionary<string, EwsUserSettings>> ResolveAsync(IReadOnlyCollection<string> addresses, CancellationToken cancellationToken)
@@ -48,39 +61,124 @@ public sealed class EwsAutodiscoverClient
         ArgumentNullException.ThrowIfNull(addresses);
         var result = new Dictionary<string, EwsUserSettings>(StringComparer.OrdinalIgnoreCase);
         var now = _time.GetUtcNow();
-        var missing = new List<string>();
+        var pending = new List<Lookup>();
+        var asked = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var address in addresses)
         {
             if (_cache.TryGetValue(address, out var hit) && hit.Expires > now)
             {
                 result[address] = hit.Settings;
             }
-            else if (!result.ContainsKey(address))
+            else if (!result.ContainsKey(address) && asked.Add(address))
             {
-                missing.Add(address);
+                pending.Add(new Lookup(address, address, ServiceUrl(address)));
             }
         }
 
-        foreach (var byService in missing.GroupBy(ServiceUrl))
+        for (var hop = 0; pending.Count > 0; hop++)
         {
-            var list = byService.ToList();
-            for (var i = 0; i < list.Count; i += MaxUsersPerRequest)
+            var next = new List<Lookup>();
+            foreach (var byService in pending.GroupBy(l => l.Service))
             {
-                var batch = list.GetRange(i, Math.Min(MaxUsersPerRequest, list.Count - i));
-                var answers = await SoapAsync(byService.Key, batch, cancellationToken).ConfigureAwait(false);
-                for (var j = 0; j < batch.Count; j++)
+                var list = byService.ToList();
+                for (var i = 0; i < list.Count; i += MaxUsersPerRequest)
                 {
-                    var settings = answers is null ? await PoxAsync(byService.Key, batch[j], cancellationToken).ConfigureAwait(false) : answers[j];
-                    if (settings is not null)
+                    var batch = list.GetRange(i, Math.Min(MaxUsersPerRequest, list.Count - i));
+                    var answers = await SoapAsync(byService.Key, batch, cancellationToken).ConfigureAwait(false);
+                    for (var j = 0; j < batch.Count; j++)
                     {
-                        result[batch[j]] = settings;
-                        _cache[batch[j]] = (settings, _time.GetUtcNow() + _options.AutodiscoverCacheTtl);
+                        var lookup = batch[j];
+                        var answer = answers is null ? await PoxAsync(byService.Key, lookup.Current, cancellationToken).ConfigureAwait(false) : answers[j];
+                        if (answer?.Settings is { } settings)
+                        {
+                            result[lookup.Original] = settings;
+                            _cache[lookup.Original] = (settings, _time.GetUtcNow() + _options.AutodiscoverCacheTtl);
+                        }
+                        else if (answer?.RedirectAddress is { } redirectAddress)
+                        {
+                            Redirects++;
+                            var service = _configuredUrl is null ? ServiceUrl(redirectAddress) : lookup.Service;
+                            next.Add(lookup with { Current = redirectAddress, Service = service });
+                        }
+                        else if (answer?.RedirectUrl is { } redirectUrl)
+                        {
+                            Redirects++;
+                            if (IsTrustedRedirect(lookup.Service, redirectUrl, lookup.Original))
+                            {
+                                next.Add(lookup with { Service = SoapUrl(redirectUrl) });
+                            }
+                            else
+                            {
+                                RefusedRedirects++;
+                            }
+                        }
                     }
                 }
             }
+
+            if (hop >= MaxRedirects)
+            {
+                RefusedRedirects += next.Count; // a loop or a chain too long: give up on these mailboxes
+                break;
+            }
+
+            pending = next;
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Whether a <c>RedirectUrl</c> from <paramref name="from"/> may be followed for <paramref name="mailbox"/>: an
+    /// absolute URL without user info, HTTPS (HTTP only when the service that answered was itself HTTP, a lab or a test),
+    /// to the same host, a host in the mailbox's own domain, or a host under one of
+    /// <see cref="EwsStreamingOptions.AutodiscoverRedirectHosts"/> (Exchange Online's by default).
+    /// </summary>
+    public bool IsTrustedRedirect(Uri from, Uri target, string mailbox)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(mailbox);
+        if (!target.IsAbsoluteUri || target.UserInfo.Length > 0)
+        {
+            return false;
+        }
+
+        var schemeOk = target.Scheme == Uri.UriSchemeHttps || (target.Scheme == Uri.UriSchemeHttp && from.Scheme == Uri.UriSchemeHttp);
+        if (!schemeOk)
+        {
+            return false;
+        }
+
+        var host = target.IdnHost;
+        if (string.Equals(host, from.IdnHost, StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        var at = mailbox.LastIndexOf('@');
+        if (at >= 0 && IsUnder(host, mailbox[(at + 1)..]))
+        {
+            return true;
+        }
+
+        foreach (var trusted in _options.AutodiscoverRedirectHosts)
+        {
+            if (IsUnder(host, trusted))
+            {
+                return true;
+            }
+        }
+
+        return false;
+
+        static bool IsUnder(string host, string domain)
+        {
+            domain = domain.Trim().TrimStart('.');
+            return domain.Length > 0
+                && (string.Equals(host, domain, StringComparison.OrdinalIgnoreCase)
+                    || (host.Length > domain.Length + 1 && host.EndsWith("." + domain, StringComparison.OrdinalIgnoreCase)));
+        }
     }
 
     /// <summary>Forgets the cached answer for <paramref name="address"/>.</summary>
@@ -91,9 +189,7 @@ public sealed class EwsAutodiscoverClient
     {
         if (_configuredUrl is not null)
         {
-            return _configuredUrl.AbsolutePath.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
-                ? new Uri(_configuredUrl, "autodiscover.svc")
-                : _configuredUrl;
+            return SoapUrl(_configuredUrl);
         }
 
         ArgumentNullException.ThrowIfNull(address);
@@ -102,11 +198,15 @@ public sealed class EwsAutodiscoverClient
         return new Uri("https://autodiscover." + domain + "/autodiscover/autodiscover.svc");
     }
 
-    /// <summary>One answer per user (null for users it reported an error for), or null when SOAP Autodiscover is not usable.</summary>
-    private async Task<IReadOnlyList<EwsUserSettings?>?> SoapAsync(Uri url, List<string> batch, CancellationToken cancellationToken)
+    /// <summary>A POX service URL (<c>…/autodiscover.xml</c>) as its SOAP sibling (<c>…/autodiscover.svc</c>); others unchanged.</summary>
+    private static Uri SoapUrl(Uri url) =>
+        url.AbsolutePath.EndsWith(".xml", StringComparison.OrdinalIgnoreCase) ? new Uri(url, "autodiscover.svc") : url;
+
+    /// <summary>One answer per user, or null when SOAP Autodiscover is not usable.</summary>
+    private async Task<IReadOnlyList<EwsAutodiscoverAnswer>?> SoapAsync(Uri url, List<Lookup> batch, CancellationToken cancellationToken)
     {
         SoapRequests++;
-        var (status, body) = await PostAsync(url, EwsRequests.GetUserSettings(url, batch), EwsRequests.GetUserSettingsAction, cancellationToken).ConfigureAwait(false);
+        var (status, body) = await PostAsync(url, EwsRequests.GetUserSettings(url, [.. batch.Select(l => l.Current)]), EwsRequests.GetUserSettingsAction, cancellationToken).ConfigureAwait(false);
         if (status != HttpStatusCode.OK)
         {
             return null;
@@ -116,7 +216,7 @@ public sealed class EwsAutodiscoverClient
         return users is not null && users.Count == batch.Count ? users : null;
     }
 
-    private async Task<EwsUserSettings?> PoxAsync(Uri soapUrl, string address, CancellationToken cancellationToken)
+    private async Task<EwsAutodiscoverAnswer?> PoxAsync(Uri soapUrl, string address, CancellationToken cancellationToken)
     {
         PoxRequests++;
         var url = new Uri(soapUrl, "autodiscover.xml");
@@ -159,4 +259,7 @@ public sealed class EwsAutodiscoverClient
             throw new EwsStreamingException(EwsRecovery.Reconnect, "AutodiscoverUnreachable", null, null, ex);
         }
     }
+
+    /// <summary>One mailbox being looked up: the address asked for, the address asked now, and the service asked.</summary>
+    private sealed record Lookup(string Original, string Current, Uri Service);
 }

@@ -14,6 +14,13 @@ public sealed record EwsItemPreview(string? Subject, string? FromName, string? F
 /// <param name="GroupingInformation">The affinity grouping value (empty when the server gives none).</param>
 public sealed record EwsUserSettings(Uri EwsUrl, string GroupingInformation);
 
+/// <summary>One mailbox's Autodiscover answer: its settings, or where to ask again, or why not.</summary>
+/// <param name="Settings">The settings, when the server gave them.</param>
+/// <param name="RedirectAddress">Ask again for this address instead (SOAP <c>RedirectAddress</c>, POX <c>redirectAddr</c>).</param>
+/// <param name="RedirectUrl">Ask this Autodiscover service instead (SOAP <c>RedirectUrl</c>, POX <c>redirectUrl</c>).</param>
+/// <param name="ErrorCode">The server's error code when it gave neither (for example <c>InvalidUser</c>).</param>
+public sealed record EwsAutodiscoverAnswer(EwsUserSettings? Settings, string? RedirectAddress = null, Uri? RedirectUrl = null, string? ErrorCode = null);
+
 /// <summary>Readers of the non-streaming EWS and Autodiscover answers (forward-only, DTDs prohibited, by local name).</summary>
 public static class EwsResponses
 {
@@ -88,13 +95,13 @@ public static class EwsResponses
     }
 
     /// <summary>
-    /// The UserResponses of a SOAP GetUserSettings answer, in request order: settings, or null for a user the server
-    /// reported an error for. Null overall when the body is not a GetUserSettings response.
+    /// One answer per UserResponse of a SOAP <c>GetUserSettings</c> response, in request order, or null when the body is
+    /// not such a response (garbage, a fault, another service).
     /// </summary>
-    public static IReadOnlyList<EwsUserSettings?>? ReadUserSettings(ReadOnlyMemory<byte> body)
+    public static IReadOnlyList<EwsAutodiscoverAnswer>? ReadUserSettings(ReadOnlyMemory<byte> body)
     {
-        var users = new List<EwsUserSettings?>();
-        string? error = null, name = null, external = null, internalUrl = null, grouping = null;
+        var users = new List<EwsAutodiscoverAnswer>();
+        string? error = null, name = null, external = null, internalUrl = null, grouping = null, redirect = null;
         var sawResponse = false;
         var inUser = false;
         try
@@ -112,6 +119,9 @@ public static class EwsResponses
                         return false;
                     case "ErrorCode" when inUser:
                         error = reader.ReadElementContentAsString().Trim();
+                        return true;
+                    case "RedirectTarget" when inUser:
+                        redirect = reader.ReadElementContentAsString().Trim();
                         return true;
                     case "Name" when inUser:
                         name = reader.ReadElementContentAsString().Trim();
@@ -147,17 +157,19 @@ public static class EwsResponses
                 return;
             }
 
-            var url = external ?? internalUrl;
-            users.Add(error == "NoError" && Uri.TryCreate(url, UriKind.Absolute, out var uri) ? new EwsUserSettings(uri, grouping ?? string.Empty) : null);
+            users.Add(Answer(error, external ?? internalUrl, grouping, error == "RedirectAddress" ? redirect : null, error == "RedirectUrl" ? redirect : null));
             inUser = false;
-            error = name = external = internalUrl = grouping = null;
+            error = name = external = internalUrl = grouping = redirect = null;
         }
     }
 
-    /// <summary>The EXPR (else EXCH) protocol's EwsUrl and GroupingInformation of a POX Autodiscover answer, or null.</summary>
-    public static EwsUserSettings? ReadPox(ReadOnlyMemory<byte> body)
+    /// <summary>
+    /// The answer of a POX Autodiscover response: the EXPR (else EXCH) protocol's EwsUrl and GroupingInformation, or a
+    /// <c>redirectAddr</c>/<c>redirectUrl</c> action; null when the body is unusable or an error.
+    /// </summary>
+    public static EwsAutodiscoverAnswer? ReadPox(ReadOnlyMemory<byte> body)
     {
-        string? type = null, ews = null, grouping = null;
+        string? type = null, ews = null, grouping = null, action = null, redirectAddress = null, redirectUrl = null;
         string? bestUrl = null, bestGrouping = null;
         var bestIsExpr = false;
         try
@@ -178,6 +190,15 @@ public static class EwsResponses
                     case "GroupingInformation":
                         grouping = reader.ReadElementContentAsString().Trim();
                         return true;
+                    case "Action" when path.Contains("Account"):
+                        action = reader.ReadElementContentAsString().Trim();
+                        return true;
+                    case "RedirectAddr" when path.Contains("Account"):
+                        redirectAddress = reader.ReadElementContentAsString().Trim();
+                        return true;
+                    case "RedirectUrl" when path.Contains("Account"):
+                        redirectUrl = reader.ReadElementContentAsString().Trim();
+                        return true;
                     default:
                         return false;
                 }
@@ -189,7 +210,17 @@ public static class EwsResponses
         }
 
         Take();
-        return Uri.TryCreate(bestUrl, UriKind.Absolute, out var uri) ? new EwsUserSettings(uri, bestGrouping ?? string.Empty) : null;
+        if (string.Equals(action, "redirectAddr", StringComparison.OrdinalIgnoreCase))
+        {
+            return Answer("RedirectAddress", null, null, redirectAddress, null);
+        }
+
+        if (string.Equals(action, "redirectUrl", StringComparison.OrdinalIgnoreCase))
+        {
+            return Answer("RedirectUrl", null, null, null, redirectUrl);
+        }
+
+        return bestUrl is null ? null : Answer("NoError", bestUrl, bestGrouping, null, null);
 
         void Take()
         {
@@ -202,6 +233,26 @@ public static class EwsResponses
 
             type = ews = grouping = null;
         }
+    }
+
+    private static EwsAutodiscoverAnswer Answer(string? error, string? ewsUrl, string? grouping, string? redirectAddress, string? redirectUrl)
+    {
+        if (error == "NoError" && Uri.TryCreate(ewsUrl, UriKind.Absolute, out var uri))
+        {
+            return new EwsAutodiscoverAnswer(new EwsUserSettings(uri, grouping ?? string.Empty));
+        }
+
+        if (!string.IsNullOrEmpty(redirectAddress) && redirectAddress.Length <= 320 && redirectAddress.IndexOf('@', StringComparison.Ordinal) > 0)
+        {
+            return new EwsAutodiscoverAnswer(null, RedirectAddress: redirectAddress);
+        }
+
+        if (Uri.TryCreate(redirectUrl, UriKind.Absolute, out var target))
+        {
+            return new EwsAutodiscoverAnswer(null, RedirectUrl: target);
+        }
+
+        return new EwsAutodiscoverAnswer(null, ErrorCode: string.IsNullOrEmpty(error) || error == "NoError" ? "NoSettings" : error);
     }
 
     private static string? FirstText(ReadOnlyMemory<byte> body, string localName)

@@ -30,6 +30,14 @@ public sealed class EwsStreamingOptions
     /// <summary>The longest wait between attempts.</summary>
     public TimeSpan MaxBackOff { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// Hosts (and their subdomains) an Autodiscover <c>RedirectUrl</c> may send Herald to, besides the answering host and
+    /// the mailbox's own domain. The service account's credentials go with the next request, so this list is short on
+    /// purpose: Exchange Online's Autodiscover (<c>outlook.com</c>, <c>office365.com</c>) and, from configuration
+    /// (<c>Herald:EwsStreaming:AutodiscoverRedirectHosts</c>), any added to it.
+    /// </summary>
+    public IList<string> AutodiscoverRedirectHosts { get; set; } = ["outlook.com", "office365.com"];
+
     /// <summary>Timeout of ordinary (non-streaming) requests: Subscribe, GetItem, GetFolder, Autodiscover, token.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
