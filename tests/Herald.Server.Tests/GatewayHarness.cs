@@ -38,7 +38,11 @@ public sealed class GatewayHarness : IAsyncDisposable
     /// <summary>An HTTP client with the admin key.</summary>
     public HttpClient Client { get; }
 
-    public static async Task<GatewayHarness> StartAsync(IDictionary<string, string?>? overrides = null, FakeApnsServer? apns = null, CancellationToken cancellationToken = default)
+    public static Task<GatewayHarness> StartAsync(IDictionary<string, string?>? overrides = null, FakeApnsServer? apns = null, CancellationToken cancellationToken = default)
+        => StartAsync(null, overrides, apns, cancellationToken);
+
+    /// <summary>A gateway with extra host configuration (e.g. a log capture) applied after the settings.</summary>
+    public static async Task<GatewayHarness> StartAsync(Action<WebApplicationBuilder>? configure, IDictionary<string, string?>? overrides = null, FakeApnsServer? apns = null, CancellationToken cancellationToken = default)
     {
         apns ??= await FakeApnsServer.StartAsync(cancellationToken: cancellationToken);
         var pem = apns.GenerateSigningKey(TeamId, KeyId, Topic);
@@ -53,7 +57,11 @@ public sealed class GatewayHarness : IAsyncDisposable
             }
         }
 
-        var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(settings));
+        var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b =>
+        {
+            b.Configuration.AddInMemoryCollection(settings);
+            configure?.Invoke(b); // e.g. a log capture
+        });
         await HeraldApp.StartAsync(app, cancellationToken);
         return new GatewayHarness(apns, app, directory);
     }

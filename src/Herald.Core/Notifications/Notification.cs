@@ -60,6 +60,24 @@ public sealed record NotificationContent
     /// <see cref="Body"/> holds the generic text used when no preview is held.
     /// </summary>
     public bool UsePreview { get; init; }
+
+    /// <summary>
+    /// With <see cref="UsePreview"/>: the device's HPKE public key (style preview-encrypted). The preview is then sealed for
+    /// it at send time into <see cref="Sealed"/> instead of being shown in clear; <see cref="Body"/> stays the generic text.
+    /// A public key, not a secret.
+    /// </summary>
+    public byte[]? EncryptTo { get; init; }
+
+    /// <summary>The sealed preview, set by the dispatcher at send time only: never stored (not serialised), never logged.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public SealedPreview? Sealed { get; init; }
+}
+
+/// <summary>An HPKE-sealed preview: the encapsulated key and the ciphertext, both base64url (docs/ENCRYPTED-PREVIEWS.md).</summary>
+public sealed record SealedPreview(string Enc, string Ciphertext)
+{
+    /// <summary>The wire format version (<c>hx.v</c>).</summary>
+    public const int Version = 1;
 }
 
 /// <summary>A notification to put on the queue.</summary>

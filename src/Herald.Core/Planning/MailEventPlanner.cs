@@ -106,7 +106,8 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options, IPreviewC
             return new IngestDecision(IngestVerdict.Accepted, changed, null);
         }
 
-        var preview = newMail && registration.Style == NotificationStyle.Preview && item.Preview is not null && previews is not null;
+        var preview = newMail && registration.Style.WantsPreview() && item.Preview is not null && previews is not null
+            && (registration.Style != NotificationStyle.PreviewEncrypted || registration.EncryptionKey is not null);
         if (preview)
         {
             previews!.Put(registration.Id, item.Preview!, item.ReceivedAt + _options.MailTimeToLive);
@@ -168,7 +169,7 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options, IPreviewC
 
     private static NotificationContent BuildContent(Registration registration, bool newMail, int badge, bool preview)
     {
-        var alert = newMail && registration.Style is NotificationStyle.Generic or NotificationStyle.Preview;
+        var alert = newMail && registration.Style.ShowsAlert();
         return alert
             ? new NotificationContent
             {
@@ -177,6 +178,7 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options, IPreviewC
                 Badge = badge,
                 Sound = "default",
                 UsePreview = preview,
+                EncryptTo = preview && registration.Style == NotificationStyle.PreviewEncrypted ? registration.EncryptionKey : null,
             }
             : new NotificationContent { Kind = PushKind.Badge, Badge = badge };
     }

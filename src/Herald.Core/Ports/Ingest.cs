@@ -33,7 +33,14 @@ public readonly record struct IngestRoute(RouteKind Kind, byte[] Key)
 /// Subject and sender of a new message, for registrations with style preview. Transient: the planner hands it to the
 /// in-memory <see cref="Planning.IPreviewCache"/>; it is never written to the database.
 /// </summary>
-public sealed record MailPreview(string? Subject, string? From);
+public sealed record MailPreview(string? Subject, string? From)
+{
+    /// <summary>The sender's address, when the source gives it apart from the display name (encrypted previews only).</summary>
+    public string? FromAddress { get; init; }
+
+    /// <summary>The source's reference of the message (EWS item id, Graph message id, Dovecot <c>uidvalidity:uid</c>), for the app to open it.</summary>
+    public string? MessageRef { get; init; }
+}
 
 /// <summary>What Herald tells the source after an ingest.</summary>
 public enum IngestVerdict

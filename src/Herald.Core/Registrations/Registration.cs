@@ -44,6 +44,11 @@ public enum NotificationStyle
     Generic = 1,
     /// <summary>An alert with subject and sender, for sources that provide them.</summary>
     Preview = 2,
+    /// <summary>
+    /// A generic alert carrying the preview sealed with HPKE for the device's <see cref="Registration.EncryptionKey"/>:
+    /// only the device can read subject and sender (docs/ENCRYPTED-PREVIEWS.md).
+    /// </summary>
+    PreviewEncrypted = 3,
 }
 
 /// <summary>Lifecycle of a registration.</summary>
@@ -91,6 +96,9 @@ public sealed class Registration
 
     /// <summary>The inbox folder id as learned from new-mail events, to tell inbox unread counts from others.</summary>
     public string? InboxFolderId { get; set; }
+
+    /// <summary>The device's HPKE public key (uncompressed P-256 point, 65 bytes) for <see cref="NotificationStyle.PreviewEncrypted"/>; public, not secret.</summary>
+    public byte[]? EncryptionKey { get; set; }
 
     /// <summary>The last known inbox unread count (the badge).</summary>
     public int? UnreadCount { get; set; }

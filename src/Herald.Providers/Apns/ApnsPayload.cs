@@ -112,7 +112,14 @@ internal static class ApnsPayload
                     writer.WriteString("sound"u8, content.Sound);
                 }
 
+                if (content.Sealed is not null)
+                {
+                    // The app's Notification Service Extension opens "hx" and replaces the generic text (ENCRYPTED-PREVIEWS.md).
+                    writer.WriteNumber("mutable-content"u8, 1);
+                }
+
                 writer.WriteEndObject();
+                WriteSealed(writer, content.Sealed);
                 break;
 
             case PushKind.Background:
@@ -126,6 +133,21 @@ internal static class ApnsPayload
         }
 
         WriteData(writer, content.Data);
+        writer.WriteEndObject();
+    }
+
+    /// <summary><c>"hx":{"v":1,"enc":"…","ct":"…"}</c>: an encrypted preview (docs/ENCRYPTED-PREVIEWS.md).</summary>
+    internal static void WriteSealed(Utf8JsonWriter writer, SealedPreview? sealedPreview)
+    {
+        if (sealedPreview is null)
+        {
+            return;
+        }
+
+        writer.WriteStartObject("hx"u8);
+        writer.WriteNumber("v"u8, SealedPreview.Version);
+        writer.WriteString("enc"u8, sealedPreview.Enc);
+        writer.WriteString("ct"u8, sealedPreview.Ciphertext);
         writer.WriteEndObject();
     }
 
@@ -155,8 +177,8 @@ internal static class ApnsPayload
 
     private static void WriteEntry(Utf8JsonWriter writer, string key, string value)
     {
-        // "aps" belongs to Apple; a custom key of that name would make the payload invalid.
-        if (key is null || key == "aps")
+        // "aps" belongs to Apple; a custom key of that name would make the payload invalid. "hx" is Herald's (sealed previews).
+        if (key is null || key is "aps" or "hx")
         {
             return;
         }

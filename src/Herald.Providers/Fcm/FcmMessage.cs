@@ -99,9 +99,21 @@ internal static class FcmMessage
         }
 
         WriteData(writer, content.Data);
+        var sealedPreview = content.Kind == PushKind.Alert ? content.Sealed : null;
+        if (sealedPreview is not null)
+        {
+            // Data-only: the app opens "hx" (the same object as APNs', as a JSON string) and posts the notification itself;
+            // "fallback" is the localised generic text for when it cannot (docs/ENCRYPTED-PREVIEWS.md).
+            writer.WriteString("hx"u8, SealedJson(sealedPreview));
+            if (content.Body is not null)
+            {
+                writer.WriteString("fallback"u8, content.Body);
+            }
+        }
+
         writer.WriteEndObject();
 
-        if (content.Kind == PushKind.Alert && (content.Title is not null || content.Body is not null))
+        if (sealedPreview is null && content.Kind == PushKind.Alert && (content.Title is not null || content.Body is not null))
         {
             writer.WriteStartObject("notification"u8);
             if (content.Title is not null)
@@ -131,7 +143,7 @@ internal static class FcmMessage
             writer.WriteString("ttl"u8, Ttl(expiresAt, now));
         }
 
-        if (content.Kind == PushKind.Alert && (content.Sound is not null || content.Badge is not null))
+        if (sealedPreview is null && content.Kind == PushKind.Alert && (content.Sound is not null || content.Badge is not null))
         {
             writer.WriteStartObject("notification"u8);
             if (content.Sound is not null)
@@ -152,6 +164,10 @@ internal static class FcmMessage
         writer.WriteEndObject(); // message
         writer.WriteEndObject();
     }
+
+    /// <summary><c>{"v":1,"enc":"…","ct":"…"}</c> as one string (FCM data values are strings).</summary>
+    internal static string SealedJson(SealedPreview sealedPreview)
+        => "{\"v\":" + SealedPreview.Version.ToString(CultureInfo.InvariantCulture) + ",\"enc\":\"" + sealedPreview.Enc + "\",\"ct\":\"" + sealedPreview.Ciphertext + "\"}";
 
     private static void WriteData(Utf8JsonWriter writer, IReadOnlyDictionary<string, string>? data)
     {
@@ -187,12 +203,12 @@ internal static class FcmMessage
     }
 
     /// <summary>
-    /// Keys Herald writes itself ("type", "badge") and keys FCM reserves ("from", "message_type",
+    /// Keys Herald writes itself ("type", "badge", and "hx" and "fallback" of sealed previews) and keys FCM reserves ("from", "message_type",
     /// "notification", "collapse_key", and any starting with "google" or "gcm"): FCM rejects the latter
     /// with INVALID_ARGUMENT, so they are left out rather than failing the whole push.
     /// </summary>
     internal static bool IsReserved(string key)
-        => key is "type" or "badge" or "from" or "message_type" or "notification" or "collapse_key"
+        => key is "type" or "badge" or "hx" or "fallback" or "from" or "message_type" or "notification" or "collapse_key"
             || key.StartsWith("google", StringComparison.OrdinalIgnoreCase)
             || key.StartsWith("gcm", StringComparison.OrdinalIgnoreCase);
 }

@@ -52,6 +52,7 @@ internal static class WnsPayload
         return content.Kind switch
         {
             PushKind.Badge => new(TypeBadge, ContentTypeXml, Badge(content.Badge)),
+            PushKind.Alert when content.Sealed is not null => new(TypeRaw, ContentTypeRaw, SealedRaw(content)),
             PushKind.Alert => new(TypeToast, ContentTypeXml, Toast(content)),
             PushKind.Background => new(TypeRaw, ContentTypeRaw, Raw(content.Data)),
             _ => throw new ArgumentOutOfRangeException(nameof(content), content.Kind, "WNS has no payload for this kind."),
@@ -104,6 +105,40 @@ internal static class WnsPayload
         }
 
         return stream.ToArray();
+    }
+
+    /// <summary>
+    /// An encrypted preview as a raw notification the app opens and shows itself:
+    /// <c>{"type":"mail","badge":N,"fallback":"New mail","hx":{"v":1,"enc":"…","ct":"…"}}</c> (docs/ENCRYPTED-PREVIEWS.md).
+    /// </summary>
+    public static byte[] SealedRaw(NotificationContent content)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var sealedPreview = content.Sealed ?? throw new ArgumentException("The content carries no sealed preview.", nameof(content));
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        using (var writer = new Utf8JsonWriter(buffer, JsonOptions))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("type"u8, "mail"u8);
+            if (content.Badge is { } badge)
+            {
+                writer.WriteNumber("badge"u8, badge);
+            }
+
+            if (content.Body is not null)
+            {
+                writer.WriteString("fallback"u8, content.Body);
+            }
+
+            writer.WriteStartObject("hx"u8);
+            writer.WriteNumber("v"u8, SealedPreview.Version);
+            writer.WriteString("enc"u8, sealedPreview.Enc);
+            writer.WriteString("ct"u8, sealedPreview.Ciphertext);
+            writer.WriteEndObject();
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
     }
 
     /// <summary>The data as a JSON object (<c>{}</c> without data): the raw notification the app receives.</summary>

@@ -114,7 +114,11 @@ internal static partial class DovecotEndpoints
             Notifications = [new MailboxNotification { Events = events }],
             ReceivedAt = services.Time.GetUtcNow(),
             Source = SourceKind.Dovecot,
-            Preview = parsed.Subject is null && parsed.From is null ? null : new MailPreview(parsed.Subject, parsed.From),
+            Preview = parsed.Subject is null && parsed.From is null ? null : new MailPreview(parsed.Subject, parsed.From)
+            {
+                FromAddress = parsed.FromAddress,
+                MessageRef = parsed.Uid is { } messageUid ? $"{parsed.UidValidity}:{messageUid}" : null,
+            },
         };
 
         try

@@ -94,12 +94,22 @@ internal static class RegistrationEndpoints
         var style = NotificationStyle.Badge;
         if (request.Style is not null && !Wire.TryParseStyle(request.Style, out style))
         {
-            return Problems.BadRequest("'style' must be one of badge, generic, preview.");
+            return Problems.BadRequest("'style' must be one of badge, generic, preview, preview-encrypted.");
         }
 
-        if (style == NotificationStyle.Preview && source is SourceKind.EwsPush or SourceKind.None)
+        if (style.WantsPreview() && source is SourceKind.EwsPush or SourceKind.None)
         {
-            return Problems.BadRequest("Style 'preview' needs a source that provides subject and sender (ews-streaming, graph, dovecot); EWS push notifications carry neither. Use 'badge' or 'generic'.");
+            return Problems.BadRequest($"Style '{Wire.Name(style)}' needs a source that provides subject and sender (ews-streaming, graph, dovecot); EWS push notifications carry neither. Use 'badge' or 'generic'.");
+        }
+
+        if (!EncryptionKeys.TryParse(request.EncryptionKey, out var encryptionKey, out var keyError))
+        {
+            return keyError!;
+        }
+
+        if (EncryptionKeys.StyleError(style, encryptionKey) is { } styleKeyError)
+        {
+            return styleKeyError;
         }
 
         if (!Validation.TryFolders(request.Folders, MaxFolders, out var folders, out var folderError))
@@ -130,6 +140,7 @@ internal static class RegistrationEndpoints
             Connector = connectorName,
             MailboxHash = mailboxHash,
             SealedMailbox = sealedMailbox,
+            EncryptionKey = encryptionKey,
             CreatedAt = now,
             UpdatedAt = now,
         };
@@ -206,15 +217,31 @@ internal static class RegistrationEndpoints
         {
             if (!Wire.TryParseStyle(patch.Style, out var style))
             {
-                return Problems.BadRequest("'style' must be one of badge, generic, preview.");
+                return Problems.BadRequest("'style' must be one of badge, generic, preview, preview-encrypted.");
             }
 
-            if (style == NotificationStyle.Preview && registration.Source == SourceKind.EwsPush)
+            if (style.WantsPreview() && registration.Source == SourceKind.EwsPush)
             {
-                return Problems.BadRequest("Style 'preview' needs a source that provides subject and sender (ews-streaming, graph, dovecot); EWS push notifications carry neither.");
+                return Problems.BadRequest($"Style '{Wire.Name(style)}' needs a source that provides subject and sender (ews-streaming, graph, dovecot); EWS push notifications carry neither.");
             }
 
             registration.Style = style;
+        }
+
+        if (patch.EncryptionKey is not null)
+        {
+            // Key rotation: pushes planned from now on are sealed for the new key.
+            if (!EncryptionKeys.TryParse(patch.EncryptionKey, out var encryptionKey, out var keyError))
+            {
+                return keyError!;
+            }
+
+            registration.EncryptionKey = encryptionKey;
+        }
+
+        if (EncryptionKeys.StyleError(registration.Style, registration.EncryptionKey) is { } styleKeyError)
+        {
+            return styleKeyError;
         }
 
         if (patch.Folders is not null)
@@ -265,6 +292,7 @@ internal static class RegistrationEndpoints
         Source = Wire.Name(r.Source),
         Connector = r.Connector,
         Style = Wire.Name(r.Style),
+        EncryptionKey = EncryptionKeys.Show(r.EncryptionKey),
         Folders = r.Folders,
         Locale = r.Locale,
         SubscriptionBound = r.SubscriptionId is not null,

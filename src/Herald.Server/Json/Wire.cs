@@ -64,6 +64,7 @@ internal static class Wire
         NotificationStyle.Badge => "badge",
         NotificationStyle.Generic => "generic",
         NotificationStyle.Preview => "preview",
+        NotificationStyle.PreviewEncrypted => "preview-encrypted",
         _ => s.ToString().ToLowerInvariant(),
     };
 
@@ -74,6 +75,7 @@ internal static class Wire
             case "badge": k = NotificationStyle.Badge; return true;
             case "generic": k = NotificationStyle.Generic; return true;
             case "preview": k = NotificationStyle.Preview; return true;
+            case "preview-encrypted": k = NotificationStyle.PreviewEncrypted; return true;
             default: k = default; return false;
         }
     }

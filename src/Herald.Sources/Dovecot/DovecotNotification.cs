@@ -25,6 +25,9 @@ public sealed record DovecotNotification
     /// <summary>The sender for display: the decoded display name, else the address (transient).</summary>
     public string? From { get; init; }
 
+    /// <summary>The sender's address, when the From header has one (transient; encrypted previews only).</summary>
+    public string? FromAddress { get; init; }
+
     /// <summary>The decoded subject (transient).</summary>
     public string? Subject { get; init; }
 

@@ -171,6 +171,7 @@ public static class DovecotNotificationParser
             UidValidity = uidValidity,
             Uid = uid,
             From = from is null ? null : DecodeSender(from),
+            FromAddress = from is null ? null : SenderAddress(from),
             Subject = subject is null ? null : DecodeSubject(subject),
             Unseen = unseen,
         };
@@ -199,6 +200,21 @@ public static class DovecotNotificationParser
 
         // Not an address list a parser accepts: show the decoded phrase rather than nothing.
         return Display(Rfc2047.DecodePhrase(Encoding.UTF8.GetBytes(raw)));
+    }
+
+    /// <summary>The address of a From header value (its first mailbox), or null when it has none a parser accepts.</summary>
+    public static string? SenderAddress(string raw)
+    {
+        ArgumentNullException.ThrowIfNull(raw);
+        if (InternetAddressList.TryParse(ParserOptions.Default, raw, out var list))
+        {
+            foreach (var mailbox in list.Mailboxes)
+            {
+                return string.IsNullOrWhiteSpace(mailbox.Address) ? null : Display(mailbox.Address);
+            }
+        }
+
+        return null;
     }
 
     /// <summary>One line of at most <see cref="MaxDisplayLength"/> characters: control characters become spaces, no half surrogate pair.</summary>

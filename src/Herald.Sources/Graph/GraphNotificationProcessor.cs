@@ -177,7 +177,7 @@ public sealed partial class GraphNotificationProcessor(
             hashes = new HashSet<string>(StringComparer.Ordinal);
             foreach (var r in await directory.ListByConnectorAsync(subscription.TenantId, subscription.Connector, cancellationToken).ConfigureAwait(false))
             {
-                if (r.Style == NotificationStyle.Preview && r.MailboxHash is { } h)
+                if (r.Style.WantsPreview() && r.MailboxHash is { } h)
                 {
                     hashes.Add(Convert.ToHexString(h));
                 }

@@ -112,7 +112,7 @@ public sealed partial class PostgresStore
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                var key = "cb:" + Convert.ToHexString(reader.GetFieldValue<byte[]>(25));
+                var key = "cb:" + Convert.ToHexString(reader.GetFieldValue<byte[]>(reader.FieldCount - 1)); // after RegistrationColumns
                 if (!byKey.TryGetValue(key, out var list))
                 {
                     byKey[key] = list = new List<Registration>(1);
