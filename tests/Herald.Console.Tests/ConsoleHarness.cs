@@ -40,7 +40,10 @@ public sealed class ConsoleHarness : IAsyncDisposable
     /// <summary>An HTTP client with the admin key.</summary>
     public HttpClient Client { get; }
 
-    public static async Task<ConsoleHarness> StartAsync(CancellationToken cancellationToken)
+    public static Task<ConsoleHarness> StartAsync(CancellationToken cancellationToken) => StartAsync(null, cancellationToken);
+
+    /// <summary>Starts a gateway with <paramref name="overrides"/> on top of the console test settings.</summary>
+    public static async Task<ConsoleHarness> StartAsync(IDictionary<string, string?>? overrides, CancellationToken cancellationToken)
     {
         var apns = await FakeApnsServer.StartAsync(cancellationToken: cancellationToken);
         var pem = apns.GenerateSigningKey("TEAM123456", "KEY1234567", Topic);
@@ -62,6 +65,11 @@ public sealed class ConsoleHarness : IAsyncDisposable
             ["Herald:Retry:MaxDelay"] = "00:00:01",
             ["Logging:LogLevel:Default"] = "Warning",
         };
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
+        }
+
         var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(settings));
         await HeraldApp.StartAsync(app, cancellationToken);
         return new ConsoleHarness(apns, app, directory, pem);

@@ -1,3 +1,5 @@
+using System.Globalization;
+using Herald.Core.Connectors;
 using Herald.Core.Notifications;
 using Herald.Core.Pipeline;
 using Herald.Core.Registrations;
@@ -5,6 +7,7 @@ using Herald.Core.Ports;
 using Herald.Server.Auth;
 using Herald.Server.Hosting;
 using Herald.Server.Json;
+using Herald.Server.Workers;
 using Herald.Providers.Apns;
 using Microsoft.Extensions.Options;
 
@@ -20,7 +23,17 @@ internal static class HealthEndpoints
         v1.MapGet("/admin/queue", QueueAsync).WithTags("Administration");
     }
 
-    private static async Task<IResult> ReadyAsync(IStoreAdmin store, IOptions<HeraldOptions> options, NodeIdentity node, ProviderHealth providers, Storage.IHeraldStore farm, Core.Farm.LeaderElection election, CancellationToken cancellationToken)
+    private static async Task<IResult> ReadyAsync(
+        IStoreAdmin store,
+        IOptions<HeraldOptions> options,
+        NodeIdentity node,
+        ProviderHealth providers,
+        Storage.IHeraldStore farm,
+        Core.Farm.LeaderElection election,
+        ConnectorHealth connectorHealth,
+        ConnectorService connectors,
+        EwsStreamingWorker streaming,
+        CancellationToken cancellationToken)
     {
         var checks = new List<ReadyCheck>();
         bool storeOk;
@@ -38,9 +51,73 @@ internal static class HealthEndpoints
         checks.Add(new ReadyCheck("database", storeOk ? "pass" : "fail", storeOk ? null : "the store does not answer"));
         checks.AddRange(providers.Checks());
         checks.Add(NodeEndpoints.FarmCheck(farm, options.Value, node, election));
+        checks.AddRange(await ConnectorChecksAsync(connectorHealth, connectors, streaming, storeOk, cancellationToken));
         var degraded = checks.Any(c => c.Status is "warn" or "fail");
         var body = new ReadyResponse(storeOk ? (degraded ? "degraded" : "ready") : "unavailable", options.Value.Region, node.NodeName, checks);
         return TypedResults.Json(body, HeraldJsonContext.Default.ReadyResponse, statusCode: storeOk ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+    }
+
+    /// <summary>
+    /// One check per degraded connector: "fail" while an operation keeps failing (Graph token, subscription create or
+    /// renewal, unusable settings), "warn" while EWS streaming groups on this node are down after an error.
+    /// </summary>
+    internal static async Task<IReadOnlyList<ReadyCheck>> ConnectorChecksAsync(ConnectorHealth health, ConnectorService connectors, EwsStreamingWorker? streaming, bool storeOk, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<Connector>? all = null;
+        if (storeOk)
+        {
+            try
+            {
+                all = await connectors.ListAsync(null, cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                // The database check already says the store is failing; faults are still listed.
+            }
+        }
+
+        var checks = new List<ReadyCheck>();
+        foreach (var faults in health.Faults().GroupBy(f => (f.Kind, f.TenantId, f.Connector)))
+        {
+            if (all is not null && !all.Any(c => c.TenantId == faults.Key.TenantId && c.Name == faults.Key.Connector))
+            {
+                continue; // deleted since
+            }
+
+            checks.Add(new ReadyCheck($"connector:{faults.Key.Kind}:{faults.Key.TenantId}:{faults.Key.Connector}", "fail", string.Join("; ", faults.Select(Describe))));
+        }
+
+        if (all is not null && streaming is not null)
+        {
+            foreach (var connector in all.Where(c => c.Kind == ConnectorKind.Ews))
+            {
+                var groups = streaming.GroupsOf(connector.TenantId, connector.Name);
+                var down = groups.Where(g => !g.Connected && g.LastError is not null).ToList();
+                if (down.Count > 0)
+                {
+                    checks.Add(new ReadyCheck(
+                        $"connector:ews:{connector.TenantId}:{connector.Name}",
+                        "warn",
+                        $"{down.Count} of {groups.Count} EWS streaming group(s) on this node are disconnected (last error {down[0].LastError}); their mailboxes get no pushes until they reconnect"));
+                }
+            }
+        }
+
+        return checks;
+    }
+
+    private static string Describe(ConnectorHealth.Fault f)
+    {
+        var answer = f.Status == 0 ? "unreachable" : f.Status.ToString(CultureInfo.InvariantCulture) + (f.Code is null ? string.Empty : " " + f.Code);
+        var since = string.Create(CultureInfo.InvariantCulture, $"{f.Count} time(s) in a row, last at {f.At:u}");
+        return f.Operation switch
+        {
+            "token" => $"the token endpoint refuses the connector's client ({answer}, {since}): every Graph call fails until the client id, secret or token URL is fixed",
+            "create" => $"creating Graph subscriptions fails ({answer}, {since}): those mailboxes get no pushes",
+            "renew" => $"renewing Graph subscriptions fails ({answer}, {since}): they lapse when they expire",
+            "config" => $"the connector cannot be used as configured ({since}): check its auth settings",
+            _ => $"{f.Operation} fails ({answer}, {since})",
+        };
     }
 
     private static async Task<IResult> QueueAsync(HttpContext http, INotificationQueue queue, Dispatcher dispatcher, TimeProvider time, CancellationToken cancellationToken)

@@ -16,6 +16,9 @@ public sealed class RegistrationRequest
     public string? Style { get; set; }
     public List<string>? Folders { get; set; }
     public string? Locale { get; set; }
+
+    /// <summary>The device's HPKE public key (base64url uncompressed P-256 point) for style preview-encrypted.</summary>
+    public string? EncryptionKey { get; set; }
 }
 
 /// <summary>Body of <c>PATCH /v1/registrations/{id}</c>: absent fields stay as they are.</summary>
@@ -27,6 +30,9 @@ public sealed class RegistrationPatch
     public string? Style { get; set; }
     public List<string>? Folders { get; set; }
     public string? Locale { get; set; }
+
+    /// <summary>A new HPKE public key (key rotation); absent or null keeps the current one.</summary>
+    public string? EncryptionKey { get; set; }
 }
 
 /// <summary>The last push to a registration.</summary>
@@ -53,6 +59,10 @@ public sealed class RegistrationResponse
     public string? Connector { get; init; }
 
     public required string Style { get; init; }
+
+    /// <summary>The device's HPKE public key (base64url), when one is set: public, shown so a client can check which key is in use.</summary>
+    public string? EncryptionKey { get; init; }
+
     public required IReadOnlyList<string> Folders { get; init; }
     public required string Locale { get; init; }
     public bool SubscriptionBound { get; init; }
@@ -132,11 +142,19 @@ public sealed class RetrySettingsDto
     public string? MaxDelay { get; set; }
 }
 
-/// <summary>Body of <c>GET|PUT /v1/admin/settings</c>. On PUT, an absent lane or retry field keeps its value.</summary>
+/// <summary>Provider connections in <c>/v1/admin/settings</c>.</summary>
+public sealed class ConnectionSettingsDto
+{
+    /// <summary>"hh:mm:ss"; null (or absent on GET) = each provider's configured idle time.</summary>
+    public string? IdleTimeout { get; set; }
+}
+
+/// <summary>Body of <c>GET|PUT /v1/admin/settings</c>. On PUT, an absent lane, retry or connections field keeps its value.</summary>
 public sealed class SettingsDto
 {
     public LanesDto? Lanes { get; set; }
     public RetrySettingsDto? Retry { get; set; }
+    public ConnectionSettingsDto? Connections { get; set; }
     public long? Version { get; set; }
     public DateTimeOffset? UpdatedAt { get; set; }
     public string? UpdatedBy { get; set; }

@@ -18,6 +18,11 @@ public sealed class GraphException(int status, string? code, string message) : E
 
     /// <summary>Whether the subscription is gone on the server (renew or reauthorize cannot help; create a new one).</summary>
     public bool IsNotFound => Status == (int)HttpStatusCode.NotFound;
+
+    /// <summary>Whether the token endpoint failed (client id or secret refused, endpoint unreachable), not Graph itself.</summary>
+    public bool FromTokenEndpoint { get; private init; }
+
+    internal static GraphException OfToken(GraphException e) => new(e.Status, e.Code, e.Message) { FromTokenEndpoint = true };
 }
 
 /// <summary>Where and as whom a graph connector reaches Microsoft Graph.</summary>
@@ -109,14 +114,15 @@ public sealed class GraphClient(GraphEndpoint endpoint, HttpClient http, TimePro
         var root = doc!.RootElement;
         var subject = root.TryGetProperty("subject", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
         string? from = null;
+        string? address = null;
         if (root.TryGetProperty("from", out var f) && f.ValueKind == JsonValueKind.Object && f.TryGetProperty("emailAddress", out var e) && e.ValueKind == JsonValueKind.Object)
         {
             var name = e.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null;
-            var address = e.TryGetProperty("address", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
+            address = e.TryGetProperty("address", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
             from = string.IsNullOrWhiteSpace(name) ? address : name;
         }
 
-        return new MailPreview(subject, from);
+        return new MailPreview(subject, from) { FromAddress = address, MessageRef = messageId };
     }
 
     private async Task<JsonDocument?> SendAsync(HttpMethod method, string path, string? json, CancellationToken cancellationToken)
@@ -191,7 +197,7 @@ public sealed class GraphClient(GraphEndpoint endpoint, HttpClient http, TimePro
             }
             catch (HttpRequestException e)
             {
-                throw new GraphException(0, "Unreachable", "The token endpoint could not be reached: " + e.Message);
+                throw GraphException.OfToken(new GraphException(0, "Unreachable", "The token endpoint could not be reached: " + e.Message));
             }
 
             using (response)
@@ -199,7 +205,7 @@ public sealed class GraphClient(GraphEndpoint endpoint, HttpClient http, TimePro
                 var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
                 if (!response.IsSuccessStatusCode)
                 {
-                    throw Error((int)response.StatusCode, text);
+                    throw GraphException.OfToken(Error((int)response.StatusCode, text));
                 }
 
                 using var doc = JsonDocument.Parse(text);
@@ -208,7 +214,7 @@ public sealed class GraphClient(GraphEndpoint endpoint, HttpClient http, TimePro
                 var expiresIn = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) ? seconds : 3599;
                 if (string.IsNullOrEmpty(access))
                 {
-                    throw new GraphException((int)response.StatusCode, "invalid_response", "The token endpoint answered without an access_token.");
+                    throw GraphException.OfToken(new GraphException((int)response.StatusCode, "invalid_response", "The token endpoint answered without an access_token."));
                 }
 
                 var lifetime = TimeSpan.FromSeconds(Math.Max(expiresIn, 1));

@@ -1,4 +1,5 @@
 using Herald.Core.Registrations;
+using Herald.Core.Security;
 using Npgsql;
 
 namespace Herald.Storage.Postgres;
@@ -8,16 +9,16 @@ public sealed partial class PostgresStore
     private const string RegistrationColumns = """
         id, tenant_id, platform, token, topic, environment, source, style, folders, locale, status, inactive_reason,
         inactive_at, subscription_id, previous_subscription_id, inbox_folder_id, unread_count, created_at, updated_at,
-        last_event_at, last_push_at, last_push_result, connector, mailbox_hash, sealed_mailbox
+        last_event_at, last_push_at, last_push_result, connector, mailbox_hash, sealed_mailbox, encryption_key
         """;
 
     private const string InsertRegistrationSql = """
         INSERT INTO registrations (id, tenant_id, platform, token, topic, environment, source, style, folders, locale,
             status, inactive_reason, inactive_at, subscription_id, previous_subscription_id, inbox_folder_id, unread_count,
-            created_at, updated_at, last_event_at, last_push_at, last_push_result, callback_key_hash, connector, mailbox_hash, sealed_mailbox)
+            created_at, updated_at, last_event_at, last_push_at, last_push_result, callback_key_hash, connector, mailbox_hash, sealed_mailbox, token_fp, encryption_key)
         VALUES (@id, @tenant_id, @platform, @token, @topic, @environment, @source, @style, @folders, @locale,
             @status, @inactive_reason, @inactive_at, @subscription_id, @previous_subscription_id, @inbox_folder_id, @unread_count,
-            @created_at, @updated_at, @last_event_at, @last_push_at, @last_push_result, @callback_key_hash, @connector, @mailbox_hash, @sealed_mailbox)
+            @created_at, @updated_at, @last_event_at, @last_push_at, @last_push_result, @callback_key_hash, @connector, @mailbox_hash, @sealed_mailbox, @token_fp, @encryption_key)
         """;
 
     private const string SelectRegistrationSql =
@@ -30,7 +31,8 @@ public sealed partial class PostgresStore
     private const string UpdateRegistrationSql = """
         UPDATE registrations
         SET token = @token, topic = @topic, environment = @environment, style = @style, folders = @folders, locale = @locale,
-            status = @status, inactive_reason = @inactive_reason, inactive_at = @inactive_at, updated_at = @updated_at
+            status = @status, inactive_reason = @inactive_reason, inactive_at = @inactive_at, updated_at = @updated_at, token_fp = @token_fp,
+            encryption_key = @encryption_key
         WHERE id = @id
         """;
 
@@ -52,7 +54,7 @@ public sealed partial class PostgresStore
 
     private const string DeleteRegistrationSql = """
         UPDATE registrations
-        SET status = 2, token = '', inactive_reason = 'Deleted', inactive_at = @at, updated_at = @at
+        SET status = 2, token = '', token_fp = NULL, inactive_reason = 'Deleted', inactive_at = @at, updated_at = @at
         WHERE id = @id AND tenant_id = @tenant_id AND status <> 2
         """;
 
@@ -90,7 +92,9 @@ public sealed partial class PostgresStore
                 .Add("callback_key_hash", callbackKeyHash)
                 .Add("connector", registration.Connector)
                 .Add("mailbox_hash", registration.MailboxHash)
-                .Add("sealed_mailbox", registration.SealedMailbox),
+                .Add("sealed_mailbox", registration.SealedMailbox)
+                .Add("token_fp", (long?)TokenFingerprint.Of(registration.Token))
+                .Add("encryption_key", registration.EncryptionKey),
             ex => ex.IsForeignKeyViolation()
                 ? new InvalidOperationException($"Registration {registration.Id}: tenant '{registration.TenantId}' does not exist.", ex)
                 : new StoreConflictException($"A registration with id '{registration.Id}' or the same callback key already exists.", ex),
@@ -214,7 +218,9 @@ public sealed partial class PostgresStore
             .Add("inactive_reason", registration.InactiveReason)
             .Add("inactive_at", registration.InactiveAt)
             .Add("updated_at", now)
-            .Add("id", registration.Id));
+            .Add("id", registration.Id)
+            .Add("token_fp", (long?)TokenFingerprint.Of(newToken))
+            .Add("encryption_key", registration.EncryptionKey));
 
         if (registration.Status != RegistrationStatus.Active && status == RegistrationStatus.Active)
         {
@@ -281,5 +287,6 @@ public sealed partial class PostgresStore
         Connector = reader.StringOrNull(22),
         MailboxHash = reader.IsDBNull(23) ? null : reader.GetFieldValue<byte[]>(23),
         SealedMailbox = reader.StringOrNull(24),
+        EncryptionKey = reader.IsDBNull(25) ? null : reader.GetFieldValue<byte[]>(25),
     };
 }

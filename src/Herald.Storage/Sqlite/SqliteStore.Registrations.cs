@@ -1,4 +1,5 @@
 using Herald.Core.Registrations;
+using Herald.Core.Security;
 using Microsoft.Data.Sqlite;
 
 namespace Herald.Storage.Sqlite;
@@ -8,16 +9,16 @@ public sealed partial class SqliteStore
     private const string RegistrationColumns = """
         id, tenant_id, platform, token, topic, environment, source, style, folders, locale, status, inactive_reason,
         inactive_at, subscription_id, previous_subscription_id, inbox_folder_id, unread_count, created_at, updated_at,
-        last_event_at, last_push_at, last_push_result, connector, mailbox_hash, sealed_mailbox
+        last_event_at, last_push_at, last_push_result, connector, mailbox_hash, sealed_mailbox, encryption_key
         """;
 
     private const string InsertRegistrationSql = """
         INSERT INTO registrations (id, tenant_id, platform, token, topic, environment, source, style, folders, locale,
             status, inactive_reason, inactive_at, subscription_id, previous_subscription_id, inbox_folder_id, unread_count,
-            created_at, updated_at, last_event_at, last_push_at, last_push_result, callback_key_hash, connector, mailbox_hash, sealed_mailbox)
+            created_at, updated_at, last_event_at, last_push_at, last_push_result, callback_key_hash, connector, mailbox_hash, sealed_mailbox, token_fp, encryption_key)
         VALUES (@id, @tenant_id, @platform, @token, @topic, @environment, @source, @style, @folders, @locale,
             @status, @inactive_reason, @inactive_at, @subscription_id, @previous_subscription_id, @inbox_folder_id, @unread_count,
-            @created_at, @updated_at, @last_event_at, @last_push_at, @last_push_result, @callback_key_hash, @connector, @mailbox_hash, @sealed_mailbox)
+            @created_at, @updated_at, @last_event_at, @last_push_at, @last_push_result, @callback_key_hash, @connector, @mailbox_hash, @sealed_mailbox, @token_fp, @encryption_key)
         """;
 
     private const string SelectRegistrationSql =
@@ -29,7 +30,8 @@ public sealed partial class SqliteStore
     private const string UpdateRegistrationSql = """
         UPDATE registrations
         SET token = @token, topic = @topic, environment = @environment, style = @style, folders = @folders, locale = @locale,
-            status = @status, inactive_reason = @inactive_reason, inactive_at = @inactive_at, updated_at = @updated_at
+            status = @status, inactive_reason = @inactive_reason, inactive_at = @inactive_at, updated_at = @updated_at, token_fp = @token_fp,
+            encryption_key = @encryption_key
         WHERE id = @id
         """;
 
@@ -56,7 +58,7 @@ public sealed partial class SqliteStore
 
     private const string DeleteRegistrationSql = """
         UPDATE registrations
-        SET status = 2, token = '', inactive_reason = 'Deleted', inactive_at = @at, updated_at = @at
+        SET status = 2, token = '', token_fp = NULL, inactive_reason = 'Deleted', inactive_at = @at, updated_at = @at
         WHERE id = @id AND tenant_id = @tenant_id AND status <> 2
         """;
 
@@ -78,7 +80,7 @@ public sealed partial class SqliteStore
         "@id", "@tenant_id", "@platform", "@token", "@topic", "@environment", "@source", "@style", "@folders", "@locale",
         "@status", "@inactive_reason", "@inactive_at", "@subscription_id", "@previous_subscription_id", "@inbox_folder_id",
         "@unread_count", "@created_at", "@updated_at", "@last_event_at", "@last_push_at", "@last_push_result", "@callback_key_hash",
-        "@connector", "@mailbox_hash", "@sealed_mailbox");
+        "@connector", "@mailbox_hash", "@sealed_mailbox", "@token_fp", "@encryption_key");
 
     /// <summary>Inserts one registration with the prepared statement.</summary>
     /// <exception cref="StoreConflictException">The id (or the callback key hash) is already taken.</exception>
@@ -111,7 +113,9 @@ public sealed partial class SqliteStore
             .Set(22, callbackKeyHash)
             .Set(23, registration.Connector)
             .Set(24, registration.MailboxHash)
-            .Set(25, registration.SealedMailbox);
+            .Set(25, registration.SealedMailbox)
+            .Set(26, (long?)TokenFingerprint.Of(registration.Token))
+            .Set(27, registration.EncryptionKey);
         try
         {
             insert.Execute();
@@ -225,7 +229,7 @@ public sealed partial class SqliteStore
         var newToken = deleted ? string.Empty : registration.Token;
         s.Statement(
                 UpdateRegistrationSql,
-                "@token", "@topic", "@environment", "@style", "@folders", "@locale", "@status", "@inactive_reason", "@inactive_at", "@updated_at", "@id")
+                "@token", "@topic", "@environment", "@style", "@folders", "@locale", "@status", "@inactive_reason", "@inactive_at", "@updated_at", "@id", "@token_fp", "@encryption_key")
             .Set(0, newToken)
             .Set(1, registration.Topic)
             .Set(2, (long)registration.Environment)
@@ -237,6 +241,8 @@ public sealed partial class SqliteStore
             .Set(8, registration.InactiveAt)
             .Set(9, now)
             .Set(10, registration.Id)
+            .Set(11, (long?)TokenFingerprint.Of(newToken))
+            .Set(12, registration.EncryptionKey)
             .Execute();
 
         if (registration.Status != RegistrationStatus.Active && status == RegistrationStatus.Active)
@@ -306,5 +312,6 @@ public sealed partial class SqliteStore
         Connector = reader.StringOrNull(22),
         MailboxHash = reader.IsDBNull(23) ? null : (byte[])reader.GetValue(23),
         SealedMailbox = reader.StringOrNull(24),
+        EncryptionKey = reader.IsDBNull(25) ? null : (byte[])reader.GetValue(25),
     };
 }

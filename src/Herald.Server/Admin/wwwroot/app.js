@@ -299,18 +299,76 @@
 
   // ---- registrations ---------------------------------------------------------------------------------------------
 
+  /** A token fingerprint as Herald prints it (tok:1a2b3c4d), with or without the prefix. */
+  const FINGERPRINT = /^(tok:)?[0-9a-f]{8}$/i;
+
   function registrations(root) {
     root.append(h('h1', { text: 'Registrations' }));
     const result = h('div', { id: 'registration-result', 'aria-live': 'polite' });
-    const input = h('input', { id: 'registration-id', name: 'id', required: true, spellcheck: 'false', autocapitalize: 'off', placeholder: 'reg_…' });
-    const form = h('form', { id: 'registration-form' },
-      h('label', { for: 'registration-id', text: 'Registration id' }), input,
-      h('p', { class: 'hint', text: 'Token fingerprints are shown on each registration and dead letter; the API looks registrations up by id (a dead letter links to its registration).' }),
-      h('button', { type: 'submit', text: 'Look up' }));
-    form.addEventListener('submit', (ev) => { ev.preventDefault(); show(input.value.trim()); });
-    root.append(form, result);
-    const pre = new URLSearchParams(location.hash.split('?')[1] || '').get('id');
-    if (pre) { input.value = pre; show(pre); }
+    const list = h('div', { id: 'registration-list' });
+    const input = h('input', { id: 'registration-id', name: 'id', required: true, spellcheck: 'false', autocapitalize: 'off', placeholder: 'reg_… or tok:1a2b3c4d', 'aria-describedby': 'registration-hint' });
+    const form = h('form', { id: 'registration-form', role: 'search' },
+      h('label', { for: 'registration-id', text: 'Registration id or token fingerprint' }), input,
+      h('p', { class: 'hint', id: 'registration-hint', text: 'A token fingerprint is how logs, webhooks and dead letters print a device token: "tok:" and 8 hex digits. It finds every registration of this key\'s tenant with that token.' }),
+      h('button', { type: 'submit', text: 'Search' }),
+      h('button', { type: 'button', class: 'secondary', id: 'registration-all', text: 'List all', onclick: () => { input.value = ''; result.replaceChildren(); loadList(null, null); } }));
+    form.addEventListener('submit', (ev) => { ev.preventDefault(); search(input.value.trim()); });
+    root.append(form, result, h('h2', { id: 'registration-list-title', text: 'Registrations' }), list);
+    const params = new URLSearchParams(location.hash.split('?')[1] || '');
+    const pre = params.get('id') || params.get('fingerprint');
+    if (pre) { input.value = pre; search(pre); } else { loadList(null, null); }
+
+    function search(text) {
+      if (!text) { loadList(null, null); return; }
+      if (FINGERPRINT.test(text)) {
+        result.replaceChildren();
+        loadList(text.toLowerCase().startsWith('tok:') ? text.toLowerCase() : 'tok:' + text.toLowerCase(), null);
+      } else {
+        show(text);
+      }
+    }
+
+    /** A page of the tenant's registrations (by fingerprint, or all), with a button for the next page. */
+    async function loadList(fingerprint, after) {
+      const title = $('registration-list-title');
+      if (title) title.textContent = fingerprint ? 'Registrations with token ' + fingerprint : 'Registrations';
+      if (!after) list.replaceChildren(h('p', { class: 'hint', text: 'Loading…' }));
+      const query = new URLSearchParams({ limit: '50' });
+      if (fingerprint) query.set('fingerprint', fingerprint);
+      if (after) query.set('after', after);
+      try {
+        const page = await api('GET', '/v1/registrations?' + query);
+        let body = list.querySelector('tbody');
+        if (!after || !body) {
+          if (!page.items.length) {
+            list.replaceChildren(h('p', { class: 'hint', id: 'registration-none', 'data-empty': 'true',
+              text: fingerprint ? 'No registration of this tenant has a token with fingerprint ' + fingerprint + '.' : 'No registrations yet.' }));
+            return;
+          }
+          body = h('tbody', {});
+          list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'registration-table' },
+            h('caption', { class: 'hint', text: fingerprint ? 'Matching registrations (a fingerprint is 32 bits: rarely, two tokens share one)' : 'This tenant\'s registrations, oldest first' }),
+            h('thead', {}, h('tr', {}, ['Id', 'Status', 'Platform', 'Token', 'Source', 'Last push', 'Last event'].map((t) => h('th', { scope: 'col', text: t })))),
+            body)));
+        }
+        for (const r of page.items) {
+          body.append(h('tr', { 'data-id': r.id },
+            h('td', {}, h('a', { href: '#/registrations?id=' + encodeURIComponent(r.id), onclick: (ev) => { ev.preventDefault(); input.value = r.id; show(r.id); } }, h('code', { text: r.id }))),
+            h('td', {}, h('span', { class: 'badge ' + (r.status === 'active' ? 'ok' : 'bad'), text: r.status })),
+            h('td', { text: r.platform }), h('td', {}, h('code', { text: r.tokenFingerprint })),
+            h('td', { text: r.source + (r.connector ? ' (' + r.connector + ')' : '') }),
+            h('td', { text: r.lastPush ? ((r.lastPush.result || '') + ' ' + (r.lastPush.at ? new Date(r.lastPush.at).toLocaleString() : '')).trim() : '–' }),
+            h('td', { text: r.lastEventAt ? new Date(r.lastEventAt).toLocaleString() : '–' })));
+        }
+        const more = $('registration-more');
+        if (more) more.remove();
+        if (page.next) {
+          list.append(h('button', { type: 'button', class: 'secondary', id: 'registration-more', text: 'More', onclick: () => loadList(fingerprint, page.next) }));
+        }
+      } catch (e) {
+        list.replaceChildren(h('p', { class: 'error', role: 'alert', text: e.message }));
+      }
+    }
 
     async function show(id) {
       if (!id) return;
@@ -318,15 +376,17 @@
       try {
         const r = await api('GET', '/v1/registrations/' + encodeURIComponent(id));
         const status = h('span', { class: 'badge ' + (r.status === 'active' ? 'ok' : 'bad'), id: 'registration-status', text: r.status });
+        const fp = h('a', { href: '#/registrations?fingerprint=' + encodeURIComponent(r.tokenFingerprint), title: 'Every registration with this token',
+          onclick: (ev) => { ev.preventDefault(); input.value = r.tokenFingerprint; search(r.tokenFingerprint); } }, h('code', { text: r.tokenFingerprint }));
         const rows = [
           ['Id', h('code', { text: r.id })], ['Status', status],
-          ['Inactive reason', r.inactiveReason], ['Platform', r.platform], ['Token fingerprint', h('code', { text: r.tokenFingerprint })],
-          ['Topic', r.topic], ['Environment', r.environment], ['Source', r.source], ['Style', r.style], ['Locale', r.locale],
+          ['Inactive reason', r.inactiveReason], ['Platform', r.platform], ['Token fingerprint', fp],
+          ['Topic', r.topic], ['Environment', r.environment], ['Source', r.source], ['Connector', r.connector], ['Style', r.style], ['Locale', r.locale],
           ['Folders', (r.folders || []).join(', ')], ['Unread count', r.unreadCount], ['Last event', r.lastEventAt],
           ['Last push', r.lastPush ? (r.lastPush.at || '') + ' ' + (r.lastPush.result || '') : null],
           ['Created', r.createdAt], ['Updated', r.updatedAt],
         ];
-        const table = h('table', {}, h('tbody', {}, rows.filter(([, v]) => v !== null && v !== undefined && v !== '')
+        const table = h('table', { id: 'registration-detail' }, h('tbody', {}, rows.filter(([, v]) => v !== null && v !== undefined && v !== '')
           .map(([k, v]) => h('tr', {}, h('th', { scope: 'row', text: k }), h('td', {}, v)))));
         const del = h('button', { type: 'button', class: 'danger', id: 'deactivate', text: 'Deactivate (delete)' });
         del.addEventListener('click', async () => {
@@ -337,7 +397,7 @@
             show(r.id);
           } catch (e) { say('Delete failed: ' + e.message); }
         });
-        result.replaceChildren(h('div', { class: 'table-wrap' }, table), r.status === 'active' ? del : '');
+        result.replaceChildren(h('h2', { text: 'Registration' }), h('div', { class: 'table-wrap' }, table), r.status === 'active' ? del : '');
       } catch (e) {
         result.replaceChildren(h('p', { class: 'error', role: 'alert', text: e.message }));
       }
@@ -386,6 +446,9 @@
           field('retry-attempts', 'Max attempts', cfg.retry.maxAttempts, { type: 'number', min: 1, required: true, inputmode: 'numeric' }),
           field('retry-initial', 'Initial delay (hh:mm:ss)', cfg.retry.initialDelay, { required: true, pattern: '[0-9.:]+' }),
           field('retry-max', 'Max delay (hh:mm:ss)', cfg.retry.maxDelay, { required: true, pattern: '[0-9.:]+' }))),
+        h('fieldset', {}, h('legend', { text: 'Provider connections' }), h('div', { class: 'row' },
+          field('idle-timeout', 'Idle time before an APNs, FCM or WNS connection closes (hh:mm:ss; empty: configured default)',
+            (cfg.connections || {}).idleTimeout, { pattern: '[0-9.:]*' }))),
         h('p', { class: 'hint', text: 'Saved settings take effect on every node within 5 seconds, without a restart.' }),
         h('button', { type: 'submit', id: 'settings-save', text: 'Save settings' }), error, saved);
       form.addEventListener('submit', async (ev) => {
@@ -396,6 +459,7 @@
         const body = {
           lanes: { priority: laneOf('priority'), standard: laneOf('standard') },
           retry: { maxAttempts: num('retry-attempts'), initialDelay: $('retry-initial').value.trim(), maxDelay: $('retry-max').value.trim() },
+          connections: { idleTimeout: $('idle-timeout').value.trim() || null },
         };
         try {
           const result = await api('PUT', '/v1/admin/settings', body);
@@ -490,13 +554,39 @@
       }))))));
   }
 
-  async function listPage(root, title, path, intro) {
+  /** A credential's expiry with its badge: expired, or expiring within 30 days. */
+  function expiryCell(iso) {
+    const cell = h('td', { 'data-col': 'expires' });
+    if (!iso) { cell.textContent = '–'; return cell; }
+    const days = (Date.parse(iso) - Date.now()) / 86400000;
+    cell.append(h('span', { title: iso, text: new Date(iso).toLocaleDateString() }));
+    if (days < 30) cell.append(' ', h('span', { class: 'badge ' + (days < 0 ? 'bad' : 'warn'), text: days < 0 ? 'expired' : 'expires in ' + Math.ceil(days) + ' d' }));
+    return cell;
+  }
+
+  /** Credentials: what matters first (kind, topics, expiry with its warning, a provider's refusal), the long thumbprint last. */
+  function credentialTable(json) {
+    const items = (json && json.items) || [];
+    if (!items.length) return h('p', { class: 'hint', 'data-empty': 'true', text: 'None.' });
+    const soon = items.filter((c) => c.expiresAt && (Date.parse(c.expiresAt) - Date.now()) / 86400000 < 30);
+    return h('div', {},
+      soon.length ? h('p', { class: 'error', role: 'alert', id: 'cred-expiry-warning', text: soon.length + ' credential(s) expired or expiring within 30 days: upload a renewed one below.' }) : '',
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, ['Platform', 'Kind', 'Topics', 'Expires', 'Health', 'Id', 'Updated', 'Thumbprint'].map((t) => h('th', { scope: 'col', text: t })))),
+        h('tbody', {}, items.map((c) => h('tr', { 'data-platform': c.platform },
+          h('td', { text: c.platform }), h('td', { text: c.kind }), h('td', { text: (c.topics || []).join(', ') || '–' }), expiryCell(c.expiresAt),
+          h('td', {}, c.fault ? h('span', { class: 'badge bad', title: c.fault.reason || '', text: 'refused ' + (c.fault.status || '') + ' ' + (c.fault.reason || '') }) : h('span', { class: 'badge ok', text: 'ok' })),
+          h('td', {}, h('code', { text: c.id || '' })), h('td', { text: c.updatedAt ? new Date(c.updatedAt).toLocaleString() : '' }),
+          h('td', {}, c.thumbprint ? h('code', { title: c.thumbprint, text: c.thumbprint.slice(0, 16) + '…' }) : '–')))))));
+  }
+
+  async function listPage(root, title, path, intro, render) {
     root.append(h('h1', { text: title }));
     if (intro) root.append(intro);
     const body = h('div', { id: 'list-body' }, h('p', { class: 'hint', text: 'Loading…' }));
     root.append(body);
     try {
-      body.replaceChildren(genericTable(await api('GET', path)));
+      body.replaceChildren((render || genericTable)(await api('GET', path)));
     } catch (e) {
       body.replaceChildren();
       if (notAvailable(e)) unavailable(body, 'Not available: this server does not offer ' + path + '.');
@@ -516,7 +606,7 @@
       sessionStorage.setItem(TENANT, id);
       out.replaceChildren();
       listPage(out, 'Credentials of ' + id, '/v1/tenants/' + encodeURIComponent(id) + '/credentials',
-        h('p', { class: 'hint', text: 'Kind, topics, thumbprint and expiry; a credential expiring within 30 days is flagged.' }));
+        h('p', { class: 'hint', text: 'Kind, topics, thumbprint and expiry; a credential expiring within 30 days is flagged.' }), credentialTable);
       const h1 = out.querySelector('h1');
       if (h1) h1.replaceWith(h('h2', { text: h1.textContent }));
     };
@@ -597,8 +687,115 @@
     return form;
   }
 
+  /** "in 3 h" / "5 min ago" for a time, relative to now. */
+  function ago(iso) {
+    if (!iso) return '–';
+    const secs = (Date.now() - Date.parse(iso)) / 1000;
+    return secs >= 0 ? age(secs) + ' ago' : 'in ' + age(-secs);
+  }
+
+  function faultList(faults) {
+    if (!faults || !faults.length) return null;
+    return h('ul', { class: 'faults', role: 'alert' }, faults.map((f) => h('li', { class: 'error' },
+      h('span', { class: 'badge bad', text: f.operation }), ' failing: ' + (f.status ? f.status + ' ' : 'unreachable ') + (f.code || '') +
+      ' · ' + f.count + '× in a row, last ' + ago(f.at))));
+  }
+
   function connectors(root) {
-    listPage(root, 'Connectors', '/v1/connectors', h('p', { class: 'hint', text: 'EWS streaming, Graph and Dovecot connectors of this key\'s tenant.' }));
+    root.append(h('h1', { text: 'Connectors' }),
+      h('p', { class: 'hint', text: 'EWS streaming, Graph and Dovecot connectors of this key\'s tenant, with their EWS streaming groups and Graph subscriptions. Refreshed every 5 s.' }));
+    const body = h('div', { id: 'list-body' }, h('p', { class: 'hint', text: 'Loading…' }));
+    const details = h('div', { id: 'connector-details' });
+    root.append(body, details);
+    let first = true;
+
+    async function load() {
+      try {
+        const r = await api('GET', '/v1/connectors');
+        const items = r.items || [];
+        if (!items.length) {
+          body.replaceChildren(h('p', { class: 'hint', 'data-empty': 'true', text: 'No connectors. Create one with PUT /v1/connectors/{name}.' }));
+          details.replaceChildren();
+        } else {
+          body.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'connector-table' },
+            h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Endpoint', 'Registrations', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))),
+            h('tbody', {}, items.map((c) => h('tr', { 'data-connector': c.name },
+              h('td', {}, h('a', { href: '#connector-' + c.name, text: c.name })), h('td', { text: c.kind }),
+              h('td', {}, h('code', { text: c.ewsUrl || c.baseUrl || (c.autodiscover ? 'Autodiscover' : '') || '' })),
+              h('td', { class: 'num', text: fmt(c.registrations) }), h('td', { text: c.updatedAt ? new Date(c.updatedAt).toLocaleString() : '' })))))));
+          const sections = await Promise.all(items.map(section));
+          details.replaceChildren(...sections);
+        }
+        if (first) { say(''); first = false; }
+      } catch (e) {
+        body.replaceChildren();
+        if (notAvailable(e)) unavailable(body, 'Not available: this server does not offer /v1/connectors.');
+        else body.append(h('p', { class: 'error', role: 'alert', text: e.message }));
+      }
+      if ($('page').dataset.page === 'connectors' && session) timer = setTimeout(load, 5000);
+    }
+
+    async function section(c) {
+      const sec = h('section', { id: 'connector-' + c.name, 'data-kind': c.kind, 'aria-labelledby': 'connector-title-' + c.name },
+        h('h2', { id: 'connector-title-' + c.name, text: c.name + ' (' + c.kind + ')' }));
+      try {
+        if (c.kind === 'ews') sec.append(...streaming(await api('GET', '/v1/connectors/' + encodeURIComponent(c.name) + '/streaming')));
+        else if (c.kind === 'graph') sec.append(...subscriptions(await api('GET', '/v1/connectors/' + encodeURIComponent(c.name) + '/subscriptions')));
+        else sec.append(h('p', { class: 'hint', text: 'Dovecot pushes to Herald (' + location.origin + '/dovecot/notify/' + c.name + '); Herald keeps no connection or subscription for it.' }));
+      } catch (e) {
+        if (notAvailable(e)) sec.append(h('p', { class: 'unavailable', 'data-unavailable': 'true', text: 'This server does not show connector state.' }));
+        else sec.append(h('p', { class: 'error', role: 'alert', text: e.message }));
+      }
+      return sec;
+    }
+
+    function streaming(s) {
+      const out = [faultList(s.faults)];
+      const members = s.groups.reduce((n, g) => n + g.members, 0);
+      const connected = s.groups.filter((g) => g.connected).length;
+      out.push(h('p', { class: 'hint', 'data-summary': 'streaming', text: s.groups.length + ' streaming group(s) on this node (' + s.node + '), ' + connected + ' connected, ' + members + ' mailbox(es); ' +
+        s.leases.length + ' group lease(s) in the farm.' }));
+      if (s.groups.length) {
+        out.push(h('div', { class: 'table-wrap' }, h('table', { class: 'streaming-groups' },
+          h('caption', { class: 'hint', text: 'EWS streaming groups on this node (mailboxes are shown only as fingerprints)' }),
+          h('thead', {}, h('tr', {}, ['Group', 'EWS URL / grouping', 'Anchor', 'Members', 'Subscribed', 'Connection', 'Streams opened', 'Last heartbeat', 'Last event', 'Last error', 'Owner']
+            .map((t) => h('th', { scope: 'col', text: t })))),
+          h('tbody', {}, s.groups.map((g) => h('tr', { 'data-group': g.id },
+            h('td', { class: 'num', text: g.id }), h('td', {}, h('code', { text: g.key })), h('td', {}, h('code', { text: g.anchor })),
+            h('td', { class: 'num', 'data-col': 'members', text: g.members }), h('td', { class: 'num', 'data-col': 'subscribed', text: g.subscribed }),
+            h('td', { 'data-col': 'connected' }, h('span', { class: 'badge ' + (g.connected ? 'ok' : 'bad'), text: g.connected ? 'connected' : 'disconnected' })),
+            h('td', { class: 'num', text: g.connectionsOpened }), h('td', { 'data-col': 'heartbeat', text: ago(g.lastHeartbeatAt) }),
+            h('td', { 'data-col': 'event', text: ago(g.lastEventAt) }), h('td', {}, g.lastError ? h('code', { text: g.lastError }) : '–'),
+            h('td', {}, h('code', { text: g.owner }))))))));
+      }
+      const remote = s.leases.filter((l) => !l.thisNode);
+      if (remote.length) {
+        out.push(h('div', { class: 'table-wrap' }, h('table', { class: 'streaming-leases' },
+          h('caption', { class: 'hint', text: 'Groups streamed by other nodes' }),
+          h('thead', {}, h('tr', {}, ['Group', 'Owner', 'Lease expires'].map((t) => h('th', { scope: 'col', text: t })))),
+          h('tbody', {}, remote.map((l) => h('tr', {}, h('td', {}, h('code', { text: l.group })), h('td', {}, h('code', { text: l.owner })), h('td', { text: ago(l.expiresAt) })))))));
+      }
+      return out.filter(Boolean);
+    }
+
+    function subscriptions(g) {
+      const out = [faultList(g.faults)];
+      const soon = g.items.filter((i) => i.state !== 'active').length;
+      out.push(h('p', { class: 'hint', 'data-summary': 'graph', text: g.items.length + ' Graph subscription(s)' + (soon ? ', ' + soon + ' needing attention' : '') + '; each is renewed a quarter of its lifetime before it expires.' }));
+      if (g.items.length) {
+        const badge = (st) => h('span', { class: 'badge ' + (st === 'active' ? 'ok' : st === 'expired' || st === 'removed' ? 'bad' : 'warn'), text: st });
+        out.push(h('div', { class: 'table-wrap' }, h('table', { class: 'graph-subscriptions' },
+          h('caption', { class: 'hint', text: 'Graph subscriptions, soonest expiry first' }),
+          h('thead', {}, h('tr', {}, ['Subscription', 'Mailbox', 'State', 'Expires', 'Renews', 'Last renewed', 'Managed by'].map((t) => h('th', { scope: 'col', text: t })))),
+          h('tbody', {}, g.items.map((i) => h('tr', { 'data-subscription': i.id || '' },
+            h('td', {}, h('code', { text: i.id || '(being created)' })), h('td', {}, h('code', { text: i.mailbox })), h('td', { 'data-col': 'state' }, badge(i.state)),
+            h('td', { 'data-col': 'expires', title: i.expiresAt, text: new Date(i.expiresAt).toLocaleString() + ' (' + ago(i.expiresAt) + ')' }),
+            h('td', { text: ago(i.renewAt) }), h('td', { text: ago(i.renewedAt) }), h('td', {}, h('code', { text: i.leaseOwner || '–' }))))))));
+      }
+      return out.filter(Boolean);
+    }
+
+    load();
   }
 
   function nodes(root) {

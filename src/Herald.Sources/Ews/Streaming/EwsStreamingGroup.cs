@@ -23,7 +23,11 @@ public interface IEwsStreamingSink
 /// <param name="Subscribed">Members with a live subscription.</param>
 /// <param name="Connected">Whether a GetStreamingEvents response is open.</param>
 /// <param name="ConnectionsOpened">GetStreamingEvents responses opened so far.</param>
-public sealed record EwsGroupSnapshot(int Id, string Key, string AnchorMailbox, string? BackEndCookie, IReadOnlyList<string> Members, int Subscribed, bool Connected, long ConnectionsOpened);
+/// <param name="LastHeartbeatAt">When the open stream last delivered anything (a heartbeat or events).</param>
+/// <param name="LastEventAt">When it last delivered mailbox events.</param>
+/// <param name="LastError">The EWS response code (or Herald's reason: HeartbeatTimeout, ConnectionDropped…) of the last failure since a stream last opened; null while healthy.</param>
+public sealed record EwsGroupSnapshot(int Id, string Key, string AnchorMailbox, string? BackEndCookie, IReadOnlyList<string> Members, int Subscribed, bool Connected, long ConnectionsOpened,
+    DateTimeOffset? LastHeartbeatAt = null, DateTimeOffset? LastEventAt = null, string? LastError = null);
 
 /// <summary>
 /// One subscription group: up to 200 mailboxes with the same EWS URL and GroupingInformation, sharing the anchor
@@ -47,6 +51,9 @@ internal sealed partial class EwsStreamingGroup : IDisposable
     private Task? _loop;
     private bool _connected;
     private long _connectionsOpened;
+    private long _lastHeartbeatMs; // unix ms, 0: never (read by Snapshot without the lock)
+    private long _lastEventMs;
+    private string? _lastError;
     private int _failures;
     private bool _disposed;
 
@@ -87,9 +94,14 @@ internal sealed partial class EwsStreamingGroup : IDisposable
     {
         lock (_gate)
         {
-            return new EwsGroupSnapshot(Id, Key, Affinity.AnchorMailbox, Affinity.BackEndCookie, [.. _members.Keys], _members.Values.Count(m => m.SubscriptionId is not null), _connected, Interlocked.Read(ref _connectionsOpened));
+            return new EwsGroupSnapshot(Id, Key, Affinity.AnchorMailbox, Affinity.BackEndCookie, [.. _members.Keys], _members.Values.Count(m => m.SubscriptionId is not null), _connected, Interlocked.Read(ref _connectionsOpened),
+                Ms(Interlocked.Read(ref _lastHeartbeatMs)), Ms(Interlocked.Read(ref _lastEventMs)), Volatile.Read(ref _lastError));
         }
+
+        static DateTimeOffset? Ms(long ms) => ms == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(ms);
     }
+
+    private void Touch(ref long field) => Interlocked.Exchange(ref field, _time.GetUtcNow().ToUnixTimeMilliseconds());
 
     public void Start(CancellationToken lifetime)
     {
@@ -259,6 +271,7 @@ internal sealed partial class EwsStreamingGroup : IDisposable
 
                 using var response = await _client.OpenStreamAsync(EwsUrl, Affinity, ids, cancellationToken).ConfigureAwait(false);
                 Interlocked.Increment(ref _connectionsOpened);
+                Volatile.Write(ref _lastError, null);
                 lock (_gate)
                 {
                     _connected = true;
@@ -282,6 +295,7 @@ internal sealed partial class EwsStreamingGroup : IDisposable
             }
             catch (EwsStreamingException ex)
             {
+                Volatile.Write(ref _lastError, ex.ResponseCode ?? ex.Recovery.ToString());
                 var delay = await RecoverAsync(ex, cancellationToken).ConfigureAwait(false);
                 await WaitAsync(delay, CancellationToken.None, cancellationToken).ConfigureAwait(false);
             }
@@ -469,6 +483,7 @@ internal sealed partial class EwsStreamingGroup : IDisposable
                 }
 
                 _failures = 0;
+                Touch(ref _lastHeartbeatMs);
                 if (await HandleEnvelopeAsync(envelope, cancellationToken).ConfigureAwait(false))
                 {
                     return;
@@ -493,6 +508,7 @@ internal sealed partial class EwsStreamingGroup : IDisposable
                 continue;
             }
 
+            Touch(ref _lastEventMs);
             await _sink.OnNotificationAsync(member.Address, notification, cancellationToken).ConfigureAwait(false);
         }
 
