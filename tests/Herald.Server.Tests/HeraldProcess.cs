@@ -53,9 +53,12 @@ public sealed class HeraldProcess : IAsyncDisposable
     }
 
     /// <summary>Starts <c>herald serve</c> with the settings as environment variables and waits until /healthz answers.</summary>
-    public static async Task<HeraldProcess> StartAsync(IDictionary<string, string?> settings, CancellationToken cancellationToken)
+    public static Task<HeraldProcess> StartAsync(IDictionary<string, string?> settings, CancellationToken cancellationToken)
+        => StartAsync(settings, FreePort(), cancellationToken);
+
+    /// <summary>Starts <c>herald serve</c> on <paramref name="port"/> (known beforehand, e.g. for its public URL).</summary>
+    public static async Task<HeraldProcess> StartAsync(IDictionary<string, string?> settings, int port, CancellationToken cancellationToken)
     {
-        var port = FreePort();
         var baseUrl = $"http://127.0.0.1:{port}";
         var info = new ProcessStartInfo("dotnet")
         {
@@ -115,6 +118,19 @@ public sealed class HeraldProcess : IAsyncDisposable
         }
 
         await _process.WaitForExitAsync();
+    }
+
+    /// <summary>SIGSTOP: the process freezes (like a paused VM or a long stall) with its connections open; <see cref="ResumeAsync"/> thaws it.</summary>
+    public Task PauseAsync() => SignalAsync("-STOP");
+
+    /// <summary>SIGCONT after <see cref="PauseAsync"/>.</summary>
+    public Task ResumeAsync() => SignalAsync("-CONT");
+
+    private async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) }, UseShellExecute = false })
+            ?? throw new InvalidOperationException("could not run kill");
+        await kill.WaitForExitAsync();
     }
 
     private void Append(string? line)

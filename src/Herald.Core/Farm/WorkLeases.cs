@@ -17,11 +17,14 @@ public sealed class LeaseHandle
     private readonly CancellationTokenSource _lost;
     private readonly TimeProvider _time;
 
+    private TimeSpan _actFor;
+
     internal LeaseHandle(WorkLease lease, long renewSentAt, TimeSpan actFor, TimeProvider time)
     {
         Lease = lease;
         RenewSentAt = renewSentAt;
         _time = time;
+        _actFor = actFor;
         _lost = new CancellationTokenSource(Remaining(actFor), time);
     }
 
@@ -37,8 +40,11 @@ public sealed class LeaseHandle
     /// <summary>Cancelled when the lease is lost or may be about to be (see the type's remarks).</summary>
     public CancellationToken Lost => _lost.Token;
 
-    /// <summary>True while this node may act on the item.</summary>
-    public bool IsValid => !_lost.IsCancellationRequested;
+    /// <summary>
+    /// True while this node may act on the item. Checked against the clock too, not only the <see cref="Lost"/> timer:
+    /// a process that was frozen (paused VM, SIGSTOP, long GC) must not act in the moment before the timer fires.
+    /// </summary>
+    public bool IsValid => !_lost.IsCancellationRequested && Remaining(_actFor) > TimeSpan.Zero;
 
     internal long RenewSentAt { get; private set; }
 
@@ -46,6 +52,7 @@ public sealed class LeaseHandle
     {
         Lease = lease;
         RenewSentAt = renewSentAt;
+        _actFor = actFor;
         var remaining = Remaining(actFor);
         if (remaining > TimeSpan.Zero)
         {

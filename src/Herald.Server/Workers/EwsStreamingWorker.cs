@@ -27,26 +27,47 @@ public sealed class EwsStreamingWorkerOptions
     public string? TrustedCertificatePath { get; set; }
 }
 
+/// <summary>An EWS streaming group this node owns in the farm, for tests and the console.</summary>
+/// <param name="LeaseKey">The group's work lease: <c>ews-group:{tenant}:{connector}:{EWS URL|GroupingInformation}#{n}</c>.</param>
+/// <param name="TenantId">The tenant.</param>
+/// <param name="Connector">The connector's name.</param>
+/// <param name="GroupKey">EWS URL and GroupingInformation.</param>
+/// <param name="Index">The group's number among the groups of its key (a key with more than 200 mailboxes has several).</param>
+/// <param name="Mailboxes">How many mailboxes the group streams.</param>
+/// <param name="Owner">The lease owner (this process).</param>
+/// <param name="Token">The lease's fencing token.</param>
+/// <param name="Valid">Whether the lease is valid right now (false only in the moment between losing it and stopping the group).</param>
+internal sealed record EwsOwnedGroup(string LeaseKey, string TenantId, string Connector, string GroupKey, int Index, int Mailboxes, string Owner, long Token, bool Valid);
+
 /// <summary>
-/// Runs the EWS streaming connector on this node: for every <c>ews</c> connector whose work lease this node holds, it
-/// streams the mailboxes of the connector's <c>ews-streaming</c> registrations and turns what it hears into ingests
-/// (route: the mailbox's keyed hash on the tenant's connector). Badges come from the inbox's folder ModifiedEvent
-/// UnreadCount, or GetFolder when a new-mail notification carries none; previews (style preview only) from GetItem,
-/// transient. Connectors and registrations are re-read every <see cref="EwsStreamingWorkerOptions.PollInterval"/>.
+/// Runs the EWS streaming connector on this node: for every <c>ews</c> connector it forms the subscription groups of the
+/// connector's <c>ews-streaming</c> registrations, takes its share of them through farm work leases, streams the mailboxes
+/// of the groups it owns and turns what it hears into ingests (route: the mailbox's keyed hash on the tenant's connector).
+/// Badges come from the inbox's folder ModifiedEvent UnreadCount, or GetFolder when a new-mail notification carries none;
+/// previews (style preview only) from GetItem, transient. Connectors and registrations are re-read every
+/// <see cref="EwsStreamingWorkerOptions.PollInterval"/>.
 /// </summary>
 /// <remarks>
-/// Ownership: one work lease per connector (<c>ews-streaming:{tenant}:{connector}</c>), so each connector's groups run
-/// on one node of a farm and another node takes them over when that node dies (the lease expires). Groups are formed
-/// from Autodiscover answers inside the connector, so a lease per group would need every node to agree on the groups
-/// before leasing them; per connector is the seam for that.
+/// Ownership: one work lease per subscription group. Every node forms the same groups from the same registrations:
+/// each mailbox's EWS URL and GroupingInformation (Autodiscover, cached; the last known placement while Autodiscover
+/// cannot answer), then <see cref="EwsGrouping.Plan"/> (by key, addresses sorted, chunks of MaxGroupSize, which must be
+/// the same on every node), and the lease key is the connector, the grouping key and the chunk's number. Nodes take
+/// their fair share (<see cref="WorkShares"/>); a node that loses a lease stops that group's mailboxes at once and drops
+/// anything they still deliver (fencing: nothing is ingested without a valid lease), and the node that takes a group
+/// from another subscribes its mailboxes anew and, once subscribed, gives each a missed-events wake-up for the window
+/// nobody streamed it. On a single node every group is this node's.
 /// </remarks>
 internal sealed partial class EwsStreamingWorker : BackgroundService
 {
+    /// <summary>The prefix of every EWS streaming group lease.</summary>
+    public const string LeasePrefix = "ews-group:";
+
     private readonly ConnectorService connectors;
     private readonly IMailboxDirectory directory;
     private readonly IngestService ingest;
     private readonly SecretBox secrets;
     private readonly WorkLeases leases;
+    private readonly WorkShares shares;
     private readonly EwsHttp http;
     private readonly IOptions<EwsStreamingOptions> streamingOptions;
     private readonly IOptions<EwsStreamingWorkerOptions> options;
@@ -60,6 +81,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         IngestService ingest,
         SecretBox secrets,
         WorkLeases leases,
+        WorkShares shares,
         EwsHttp http,
         IOptions<EwsStreamingOptions> streamingOptions,
         IOptions<EwsStreamingWorkerOptions> options,
@@ -72,6 +94,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         this.ingest = ingest;
         this.secrets = secrets;
         this.leases = leases;
+        this.shares = shares;
         this.http = http;
         this.streamingOptions = streamingOptions;
         this.options = options;
@@ -83,18 +106,36 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
     private readonly ConcurrentDictionary<string, Runtime> _runtimes = new(StringComparer.Ordinal);
     private readonly AsyncSignal _wake = new();
 
-    /// <summary>The connectors this node streams now, by lease key (for tests and the console).</summary>
+    /// <summary>The connectors this node runs now, by <c>{tenant}:{connector}</c> (for tests and the console).</summary>
     internal IReadOnlyDictionary<string, EwsStreamingConnector> Running => _runtimes.ToDictionary(p => p.Key, p => p.Value.Connector);
+
+    /// <summary>A read-only snapshot of one connector's streaming groups on this node (empty when it streams none), for the console.</summary>
+    internal IReadOnlyList<EwsGroupSnapshot> GroupsOf(string tenantId, string connector)
+        => _runtimes.Values.FirstOrDefault(r => r.TenantId == tenantId && r.Name == connector)?.Connector.Groups ?? [];
+
+    /// <summary>The streaming groups this node owns now, by lease key (for tests and the console).</summary>
+    internal IReadOnlyList<EwsOwnedGroup> OwnedGroups
+        => [.. _runtimes.Values.SelectMany(r => r.Owned).OrderBy(g => g.LeaseKey, StringComparer.Ordinal)];
+
+    /// <summary>The lease key prefix of a connector's groups (tenant and name escaped, so no two connectors share one).</summary>
+    internal static string PrefixOf(string tenantId, string connector)
+        => LeasePrefix + Uri.EscapeDataString(tenantId) + ":" + Uri.EscapeDataString(connector) + ":";
+
+    /// <summary>The lease key of a planned group: the connector, the grouping key and its number among that key's groups.</summary>
+    internal static string LeaseKeyOf(string prefix, string groupKey, int index)
+        => prefix + groupKey + "#" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         connectors.Changed += OnConnectorChanged;
+        leases.Lost += OnLeaseLost;
         try
         {
             while (!stoppingToken.IsCancellationRequested)
             {
                 try
                 {
+                    await StopLostAsync(stoppingToken);
                     await PassAsync(stoppingToken);
                 }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -116,6 +157,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         finally
         {
             connectors.Changed -= OnConnectorChanged;
+            leases.Lost -= OnLeaseLost;
             foreach (var key in _runtimes.Keys.ToList())
             {
                 await StopAsync(key);
@@ -125,14 +167,36 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         }
     }
 
-    /// <summary>One reconciliation: lease, start, update and stop connectors.</summary>
+    /// <summary>
+    /// Stops the mailboxes of groups whose lease was lost, without the store (it may be what failed): the next pass
+    /// decides about taking them again.
+    /// </summary>
+    private async Task StopLostAsync(CancellationToken cancellationToken)
+    {
+        foreach (var runtime in _runtimes.Values)
+        {
+            var lost = runtime.Handles.Where(h => !h.Value.IsValid).Select(h => h.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            if (lost.Count == 0)
+            {
+                continue;
+            }
+
+            Log.GroupsLost(logger, runtime.TenantId, runtime.Name, lost.Count);
+            runtime.Handles = runtime.Handles.Where(h => !lost.Contains(h.Key)).ToDictionary(StringComparer.OrdinalIgnoreCase);
+            runtime.Owned = [.. runtime.Owned.Where(g => leases.IsHeld(g.LeaseKey))];
+            runtime.PreviousMine.ExceptWith(lost);
+            await runtime.Connector.SetMailboxesAsync(runtime.Handles.Keys, cancellationToken);
+        }
+    }
+
+    /// <summary>One reconciliation: form groups, balance their leases, start, update and stop streaming.</summary>
     private async Task PassAsync(CancellationToken cancellationToken)
     {
         var all = await connectors.ListAsync(null, cancellationToken);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var connector in all.Where(c => c.Kind == ConnectorKind.Ews))
         {
-            var key = LeaseKey(connector);
+            var key = connector.TenantId + ":" + connector.Name;
             seen.Add(key);
             try
             {
@@ -144,45 +208,35 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
             }
         }
 
-        foreach (var key in _runtimes.Keys.Where(k => !seen.Contains(k)).ToList())
+        foreach (var (key, runtime) in _runtimes.Where(r => !seen.Contains(r.Key)).ToList())
         {
             await StopAsync(key); // the connector was deleted
-            await leases.ReleaseAsync(key, cancellationToken);
+            await shares.BalanceAsync(PrefixOf(runtime.TenantId, runtime.Name), [], cancellationToken);
         }
     }
 
     private async Task ReconcileAsync(string key, Connector connector, CancellationToken cancellationToken)
     {
+        var prefix = PrefixOf(connector.TenantId, connector.Name);
         var registrations = (await directory.ListByConnectorAsync(connector.TenantId, connector.Name, cancellationToken))
             .Where(r => r.Source == SourceKind.EwsStreaming && r.Status == RegistrationStatus.Active && r.SealedMailbox is not null)
             .ToList();
         if (registrations.Count == 0)
         {
-            if (_runtimes.ContainsKey(key))
-            {
-                await StopAsync(key);
-                await leases.ReleaseAsync(key, cancellationToken);
-            }
-
+            await StopAsync(key);
+            await shares.BalanceAsync(prefix, [], cancellationToken); // gives up any groups of it
             return;
         }
 
-        var lease = await leases.TryAcquireAsync(key, cancellationToken);
-        if (lease is null || !lease.IsValid)
+        if (_runtimes.TryGetValue(key, out var runtime) && runtime.UpdatedAt != connector.UpdatedAt)
         {
-            await StopAsync(key); // another node streams this connector
-            return;
-        }
-
-        if (_runtimes.TryGetValue(key, out var runtime) && (runtime.UpdatedAt != connector.UpdatedAt || runtime.Lease != lease))
-        {
-            await StopAsync(key); // settings changed (or the lease was taken anew): start over with the new ones
+            await StopAsync(key); // settings changed: start over with the new ones
             runtime = null;
         }
 
         if (runtime is null)
         {
-            runtime = new Runtime(this, connector, lease);
+            runtime = new Runtime(this, connector);
             _runtimes[key] = runtime;
             Log.Started(logger, connector.TenantId, connector.Name);
         }
@@ -212,7 +266,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
 
             opened[registration.Id] = (registration.SealedMailbox!, address);
             var hash = registration.MailboxHash ?? secrets.MailboxHash(address);
-            var wantsPreview = registration.Style == NotificationStyle.Preview;
+            var wantsPreview = registration.Style.WantsPreview();
             mailboxes[address] = mailboxes.TryGetValue(address, out var info)
                 ? info with { WantsPreview = info.WantsPreview || wantsPreview }
                 : new MailboxInfo(hash, wantsPreview);
@@ -220,7 +274,63 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
 
         runtime.Opened = opened;
         runtime.Mailboxes = mailboxes;
-        await runtime.Connector.SetMailboxesAsync(mailboxes.Keys, cancellationToken);
+
+        // The groups, as every node forms them: placements (the last known one while Autodiscover cannot answer), then the plan.
+        var placements = new Dictionary<string, EwsMailboxPlacement>(StringComparer.OrdinalIgnoreCase);
+        foreach (var placement in await runtime.Connector.ResolvePlacementsAsync(mailboxes.Keys, cancellationToken))
+        {
+            placements[placement.Address] = placement;
+        }
+
+        foreach (var address in mailboxes.Keys.Where(a => !placements.ContainsKey(a)))
+        {
+            if (runtime.Placements.TryGetValue(address, out var last))
+            {
+                placements[address] = last;
+            }
+        }
+
+        runtime.Placements = placements;
+        var plans = new List<(string LeaseKey, int Index, EwsGroupPlan Plan)>();
+        foreach (var byKey in EwsGrouping.Plan(placements.Values, streamingOptions.Value.MaxGroupSize).GroupBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var index = 0;
+            foreach (var plan in byKey)
+            {
+                plans.Add((LeaseKeyOf(prefix, plan.Key, index), index, plan));
+                index++;
+            }
+        }
+
+        var owned = await shares.BalanceAsync(prefix, [.. plans.Select(p => p.LeaseKey)], cancellationToken);
+        var handles = new Dictionary<string, LeaseHandle>(StringComparer.OrdinalIgnoreCase);
+        var groups = new List<EwsOwnedGroup>();
+        foreach (var (leaseKey, index, plan) in plans)
+        {
+            if (owned.TryGetValue(leaseKey, out var handle) && handle.IsValid)
+            {
+                foreach (var member in plan.Members)
+                {
+                    handles[member] = handle;
+                }
+
+                groups.Add(new EwsOwnedGroup(leaseKey, connector.TenantId, connector.Name, plan.Key, index, plan.Members.Count, handle.Owner, handle.Token, true));
+            }
+        }
+
+        // Mailboxes this node did not stream on its last pass although they were planned then: another node (or
+        // nobody) streamed them until now, so events in between may be lost; they get a sync wake-up once subscribed.
+        var movedIn = handles.Keys.Where(a => runtime.PreviousAll.Contains(a) && !runtime.PreviousMine.Contains(a)).ToList();
+        if (movedIn.Count > 0)
+        {
+            Log.TookGroups(logger, connector.TenantId, connector.Name, movedIn.Count);
+        }
+
+        runtime.Handles = handles;
+        runtime.Owned = groups;
+        await runtime.Connector.SetMailboxesAsync(handles.Keys, cancellationToken, movedIn);
+        runtime.PreviousAll = new HashSet<string>(placements.Keys, StringComparer.OrdinalIgnoreCase);
+        runtime.PreviousMine = new HashSet<string>(handles.Keys, StringComparer.OrdinalIgnoreCase);
     }
 
     private async Task StopAsync(string key)
@@ -240,23 +350,28 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         }
     }
 
-    private static string LeaseKey(Connector connector) => "ews-streaming:" + connector.TenantId + ":" + connector.Name;
+    private void OnLeaseLost(string key)
+    {
+        if (key.StartsWith(LeasePrefix, StringComparison.Ordinal))
+        {
+            _wake.Set(); // stop that group now, not at the next poll
+        }
+    }
 
     /// <summary>What the worker knows of a streamed mailbox.</summary>
     private sealed record MailboxInfo(byte[] Hash, bool WantsPreview);
 
-    /// <summary>One connector streamed by this node, and the sink its groups report to.</summary>
+    /// <summary>One connector on this node (streaming the groups this node owns), and the sink its groups report to.</summary>
     private sealed class Runtime : IEwsStreamingSink
     {
         private readonly EwsStreamingWorker _worker;
 
-        public Runtime(EwsStreamingWorker worker, Connector connector, LeaseHandle lease)
+        public Runtime(EwsStreamingWorker worker, Connector connector)
         {
             _worker = worker;
             TenantId = connector.TenantId;
             Name = connector.Name;
             UpdatedAt = connector.UpdatedAt;
-            Lease = lease;
             Connector = new EwsStreamingConnector(
                 connector.Config,
                 CopyOptions(worker.streamingOptions.Value),
@@ -269,55 +384,87 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         public string TenantId { get; }
         public string Name { get; }
         public DateTimeOffset UpdatedAt { get; }
-        public LeaseHandle Lease { get; }
         public EwsStreamingConnector Connector { get; }
         public Dictionary<string, MailboxInfo> Mailboxes { get; set; } = [];
+
+        /// <summary>Streamed mailbox → the lease of its group (replaced as a whole by each pass).</summary>
+        public Dictionary<string, LeaseHandle> Handles { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+        /// <summary>The groups this node owns, as of the last pass.</summary>
+        public IReadOnlyList<EwsOwnedGroup> Owned { get; set; } = [];
+
+        /// <summary>The last known placement of each mailbox (used while Autodiscover cannot answer).</summary>
+        public Dictionary<string, EwsMailboxPlacement> Placements { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+        /// <summary>Every planned mailbox and this node's mailboxes at the last pass (to tell a group taken from another node).</summary>
+        public HashSet<string> PreviousAll { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+        public HashSet<string> PreviousMine { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
         /// <summary>Registration id → its sealed mailbox and the address it opens to (so a pass opens only new ones).</summary>
         public Dictionary<string, (string Sealed, string Address)> Opened { get; set; } = [];
 
         public async Task OnNotificationAsync(string mailbox, MailboxNotification notification, CancellationToken cancellationToken)
         {
-            if (!Mailboxes.TryGetValue(mailbox, out var info) || !Lease.IsValid)
+            if (!Mailboxes.TryGetValue(mailbox, out var info) || Lease(mailbox) is not { } lease)
             {
-                return; // removed meanwhile, or the lease is gone: the new owner streams it
+                return; // removed meanwhile, or its group's lease is gone: the new owner streams it (and wakes the device)
             }
 
-            var events = notification.Events;
-            var newest = events.LastOrDefault(e => e.Kind == MailEventKind.NewMail);
-            if (newest is not null && !events.Any(e => e.Kind == MailEventKind.Modified && e.IsFolderEvent && e.UnreadCount is not null))
+            using var fenced = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Lost);
+            try
             {
-                // No folder count in this notification: ask for the inbox's (the badge must be the real count).
-                var unread = await TryAsync(c => Connector.Client.GetUnreadCountAsync(Url(mailbox), mailbox, "inbox", c), cancellationToken);
-                if (unread is int count)
+                var events = notification.Events;
+                var newest = events.LastOrDefault(e => e.Kind == MailEventKind.NewMail);
+                if (newest is not null && !events.Any(e => e.Kind == MailEventKind.Modified && e.IsFolderEvent && e.UnreadCount is not null))
                 {
-                    events = [.. events, new MailEvent { Kind = MailEventKind.Modified, FolderId = newest.ParentFolderId ?? "inbox", UnreadCount = count }];
+                    // No folder count in this notification: ask for the inbox's (the badge must be the real count).
+                    var unread = await TryAsync(c => Connector.Client.GetUnreadCountAsync(Url(mailbox), mailbox, "inbox", c), fenced.Token);
+                    if (unread is int count)
+                    {
+                        events = [.. events, new MailEvent { Kind = MailEventKind.Modified, FolderId = newest.ParentFolderId ?? "inbox", UnreadCount = count }];
+                    }
                 }
-            }
 
-            MailPreview? preview = null;
-            if (newest?.ItemId is { } itemId && info.WantsPreview)
-            {
-                var item = await TryAsync(c => Connector.Client.GetPreviewAsync(Url(mailbox), mailbox, itemId, c), cancellationToken);
-                if (item is not null)
+                MailPreview? preview = null;
+                if (newest?.ItemId is { } itemId && info.WantsPreview)
                 {
-                    preview = new MailPreview(item.Subject, string.IsNullOrEmpty(item.FromName) ? item.FromAddress : item.FromName);
+                    var item = await TryAsync(c => Connector.Client.GetPreviewAsync(Url(mailbox), mailbox, itemId, c), fenced.Token);
+                    if (item is not null)
+                    {
+                        preview = new MailPreview(item.Subject, string.IsNullOrEmpty(item.FromName) ? item.FromAddress : item.FromName) { FromAddress = item.FromAddress, MessageRef = itemId };
+                    }
                 }
-            }
 
-            // The subscription is Herald's own, not the device's: the planner must not bind it.
-            await IngestAsync(info, [notification with { SubscriptionId = null, Events = events }], preview, cancellationToken);
+                // The subscription is Herald's own, not the device's: the planner must not bind it.
+                await IngestAsync(info, [notification with { SubscriptionId = null, Events = events }], preview, lease, fenced.Token);
+            }
+            catch (OperationCanceledException) when (lease.Lost.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                Log.Fenced(_worker.logger, TenantId, Name, lease.Token);
+            }
         }
 
         public async Task OnMissedAsync(string mailbox, CancellationToken cancellationToken)
         {
-            if (!Mailboxes.TryGetValue(mailbox, out var info) || !Lease.IsValid)
+            if (!Mailboxes.TryGetValue(mailbox, out var info) || Lease(mailbox) is not { } lease)
             {
                 return;
             }
 
-            await IngestAsync(info, [new MailboxNotification { Events = [new MailEvent { Kind = MailEventKind.Missed }] }], null, cancellationToken);
+            using var fenced = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Lost);
+            try
+            {
+                await IngestAsync(info, [new MailboxNotification { Events = [new MailEvent { Kind = MailEventKind.Missed }] }], null, lease, fenced.Token);
+            }
+            catch (OperationCanceledException) when (lease.Lost.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                Log.Fenced(_worker.logger, TenantId, Name, lease.Token);
+            }
         }
+
+        /// <summary>The valid lease of the group streaming <paramref name="mailbox"/> on this node, or null.</summary>
+        private LeaseHandle? Lease(string mailbox) => Handles.TryGetValue(mailbox, out var handle) && handle.IsValid ? handle : null;
 
         private Uri Url(string mailbox) => Connector.EwsUrlOf(mailbox) ?? throw new EwsStreamingException(EwsRecovery.Rediscover, "MailboxNotPlaced");
 
@@ -337,12 +484,20 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
             }
         }
 
-        /// <summary>Ingests, retrying while the store cannot take it: a streamed event has no redelivery, so it is not dropped.</summary>
-        private async Task IngestAsync(MailboxInfo info, IReadOnlyList<MailboxNotification> notifications, MailPreview? preview, CancellationToken cancellationToken)
+        /// <summary>
+        /// Ingests, retrying while the store cannot take it: a streamed event has no redelivery, so it is not dropped while
+        /// this node owns the group (once it does not, the new owner's sync wake-up covers it).
+        /// </summary>
+        private async Task IngestAsync(MailboxInfo info, IReadOnlyList<MailboxNotification> notifications, MailPreview? preview, LeaseHandle lease, CancellationToken cancellationToken)
         {
             var delay = TimeSpan.FromMilliseconds(200);
             while (true)
             {
+                if (!lease.IsValid)
+                {
+                    throw new OperationCanceledException(lease.Lost); // fencing: never act on a group after losing it
+                }
+
                 var item = new IngestItem
                 {
                     Route = IngestRoute.ForMailbox(TenantId, Name, info.Hash),
@@ -405,6 +560,15 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
 
         [LoggerMessage(EventId = 3176, Level = LogLevel.Warning, Message = "Ingest of an EWS streaming event for {Tenant}/{Connector} failed; retrying in {Delay}")]
         public static partial void IngestRetry(ILogger logger, Exception exception, string tenant, string connector, TimeSpan delay);
+
+        [LoggerMessage(EventId = 3177, Level = LogLevel.Warning, Message = "EWS streaming for {Tenant}/{Connector}: lost the lease of groups with {Count} mailboxes; stopped them")]
+        public static partial void GroupsLost(ILogger logger, string tenant, string connector, int count);
+
+        [LoggerMessage(EventId = 3178, Level = LogLevel.Information, Message = "EWS streaming for {Tenant}/{Connector}: took groups with {Count} mailboxes from another node; they get a sync wake-up once subscribed")]
+        public static partial void TookGroups(ILogger logger, string tenant, string connector, int count);
+
+        [LoggerMessage(EventId = 3179, Level = LogLevel.Warning, Message = "EWS streaming for {Tenant}/{Connector}: an event arrived after the group's lease (token {Token}) was lost; dropped, the new owner wakes the device")]
+        public static partial void Fenced(ILogger logger, string tenant, string connector, long token);
     }
 }
 

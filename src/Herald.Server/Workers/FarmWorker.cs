@@ -210,6 +210,7 @@ internal static class FarmServices
         services.AddSingleton(sp => (IFarmStore)sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<WorkLeases>();
         services.AddSingleton<LeaderElection>();
+        services.AddSingleton<WorkShares>();
         services.AddSingleton<LeaderDutyRunner>();
         services.AddSingleton<FarmConnections>();
 

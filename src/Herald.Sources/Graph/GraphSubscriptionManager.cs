@@ -57,8 +57,11 @@ public sealed partial class GraphSubscriptionManager(
     GraphClientPool clients,
     IOptions<GraphSourceOptions> options,
     TimeProvider time,
-    ILogger<GraphSubscriptionManager> logger)
+    ILogger<GraphSubscriptionManager> logger,
+    ConnectorHealth? health = null)
 {
+    private const string Kind = "graph";
+
     /// <summary>The keyed-hash purpose of clientState values.</summary>
     public const string ClientStatePurpose = "graph-client-state";
 
@@ -105,6 +108,8 @@ public sealed partial class GraphSubscriptionManager(
             try
             {
                 var due = await ReconcileAsync(connector, cancellationToken).ConfigureAwait(false);
+                health?.ReportSuccess(connector.TenantId, connector.Name, "config");
+                health?.ReportSuccess(connector.TenantId, connector.Name, "reconcile");
                 if (due < next)
                 {
                     next = due;
@@ -113,6 +118,8 @@ public sealed partial class GraphSubscriptionManager(
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 Log.ReconcileFailed(logger, connector.Name, e);
+                var graph = e as GraphException;
+                health?.ReportFailure(connector.TenantId, connector.Name, Kind, graph is not null ? Operation(graph, "reconcile") : e is InvalidOperationException ? "config" : "reconcile", time.GetUtcNow(), graph?.Status ?? 0, graph?.Code);
             }
         }
 
@@ -120,7 +127,17 @@ public sealed partial class GraphSubscriptionManager(
     }
 
     /// <summary>Brings one connector's subscriptions in line with its registrations; returns the earliest renewal due.</summary>
-    public async Task<DateTimeOffset> ReconcileAsync(Connector connector, CancellationToken cancellationToken)
+    public Task<DateTimeOffset> ReconcileAsync(Connector connector, CancellationToken cancellationToken)
+        => ReconcileAsync(connector, null, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="ReconcileAsync(Connector, CancellationToken)"/>, for the mailboxes the caller owns through farm
+    /// work leases: <paramref name="owner"/> gives, for a mailbox's keyed hash, the token that is cancelled when the caller
+    /// loses it (its lease's <c>Lost</c>), or null when it is another node's. Only owned mailboxes are created, renewed,
+    /// recreated or deleted, each action under that token (fencing: nothing is done for a mailbox after its lease is lost);
+    /// the per-row leases are not used.
+    /// </summary>
+    public async Task<DateTimeOffset> ReconcileAsync(Connector connector, Func<byte[], CancellationToken?>? owner, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connector);
         var client = clients.Get(connector);
@@ -130,7 +147,8 @@ public sealed partial class GraphSubscriptionManager(
         var wanted = new Dictionary<string, Registration>(StringComparer.Ordinal);
         foreach (var registration in await directory.ListByConnectorAsync(connector.TenantId, connector.Name, cancellationToken).ConfigureAwait(false))
         {
-            if (registration.Source == SourceKind.Graph && registration.MailboxHash is { } hash && registration.SealedMailbox is not null)
+            if (registration.Source == SourceKind.Graph && registration.MailboxHash is { } hash && registration.SealedMailbox is not null
+                && (owner is null || owner(hash) is { IsCancellationRequested: false }))
             {
                 wanted.TryAdd(Convert.ToHexString(hash), registration);
             }
@@ -140,6 +158,24 @@ public sealed partial class GraphSubscriptionManager(
         foreach (var subscription in await store.ListGraphSubscriptionsAsync(connector.TenantId, connector.Name, cancellationToken).ConfigureAwait(false))
         {
             var key = Convert.ToHexString(subscription.MailboxHash);
+            if (owner is not null)
+            {
+                if (owner(subscription.MailboxHash) is not { } fence || fence.IsCancellationRequested)
+                {
+                    covered.Add(key); // another node's share
+                    continue;
+                }
+
+                using var fenced = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, fence);
+                var kept = await KeepAsync(connector, client, subscription, key, wanted, covered, now, fenced.Token).ConfigureAwait(false);
+                if (kept is { } keptDue && keptDue < next)
+                {
+                    next = keptDue;
+                }
+
+                continue;
+            }
+
             if (!await store.TryLeaseGraphSubscriptionAsync(subscription.Id, NodeName, now, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false))
             {
                 covered.Add(key); // another node manages it
@@ -176,7 +212,10 @@ public sealed partial class GraphSubscriptionManager(
 
             try
             {
-                var created = await CreateAsync(connector, client, registration.MailboxHash!, registration.SealedMailbox!, cancellationToken).ConfigureAwait(false);
+                using var fenced = owner?.Invoke(registration.MailboxHash!) is { } fence ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, fence) : null;
+                var created = await CreateAsync(connector, client, registration.MailboxHash!, registration.SealedMailbox!, fenced?.Token ?? cancellationToken).ConfigureAwait(false);
+                health?.ReportSuccess(connector.TenantId, connector.Name, "token");
+                health?.ReportSuccess(connector.TenantId, connector.Name, "create");
                 var due = RenewAt(created);
                 if (due < next)
                 {
@@ -186,10 +225,32 @@ public sealed partial class GraphSubscriptionManager(
             catch (GraphException e)
             {
                 Log.CreateFailed(logger, connector.Name, e.Status, e.Code, e);
+                health?.ReportFailure(connector.TenantId, connector.Name, Kind, Operation(e, "create"), time.GetUtcNow(), e.Status, e.Code);
             }
         }
 
         return next;
+    }
+
+    /// <summary>One owned subscription: deleted when unwanted or a second one, else maintained. Returns its renewal time, or null.</summary>
+    private async Task<DateTimeOffset?> KeepAsync(
+        Connector connector, GraphClient client, GraphSubscription subscription, string key, Dictionary<string, Registration> wanted, HashSet<string> covered, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!wanted.ContainsKey(key) || !covered.Add(key))
+        {
+            await DeleteAsync(client, subscription, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        var current = await MaintainAsync(connector, client, subscription, now, cancellationToken).ConfigureAwait(false);
+        if (current is null)
+        {
+            covered.Remove(key); // gone: created again
+            return null;
+        }
+
+        return RenewAt(current);
     }
 
     /// <summary>Renews, reauthorizes or recreates one subscription as needed; null when it is gone and must be created anew.</summary>
@@ -226,6 +287,8 @@ public sealed partial class GraphSubscriptionManager(
             };
             await store.SaveGraphSubscriptionAsync(updated, cancellationToken).ConfigureAwait(false);
             Log.Renewed(logger, connector.Name, renewed.ExpirationDateTime);
+            health?.ReportSuccess(connector.TenantId, connector.Name, "token");
+            health?.ReportSuccess(connector.TenantId, connector.Name, "renew");
             return updated;
         }
         catch (GraphException e) when (e.IsNotFound)
@@ -237,6 +300,7 @@ public sealed partial class GraphSubscriptionManager(
         catch (GraphException e)
         {
             Log.RenewFailed(logger, connector.Name, e.Status, e.Code, e);
+            health?.ReportFailure(connector.TenantId, connector.Name, Kind, Operation(e, "renew"), time.GetUtcNow(), e.Status, e.Code);
             return subscription; // tried again at the next pass; it is still valid until it expires
         }
     }
@@ -292,6 +356,9 @@ public sealed partial class GraphSubscriptionManager(
         Log.Created(logger, connector.Name, new RedactedToken(mailbox), info.ExpirationDateTime);
         return subscription;
     }
+
+    /// <summary>What failed, for <see cref="ConnectorHealth"/>: the token endpoint, or Graph's answer to <paramref name="operation"/>.</summary>
+    private static string Operation(GraphException e, string operation) => e.FromTokenEndpoint ? "token" : operation;
 
     private async Task DeleteAsync(GraphClient client, GraphSubscription subscription, CancellationToken cancellationToken)
     {

@@ -99,9 +99,10 @@ public sealed partial class EwsStreamingConnector : IAsyncDisposable
 
     /// <summary>
     /// Makes the set of streamed mailboxes <paramref name="mailboxes"/>: new ones are resolved, grouped and subscribed,
-    /// missing ones unsubscribed, unplaced ones retried.
+    /// missing ones unsubscribed, unplaced ones retried. New mailboxes in <paramref name="missed"/> (streamed elsewhere
+    /// until now, e.g. by another node of a farm) get a missed-events notice once subscribed, so their devices sync.
     /// </summary>
-    public async Task SetMailboxesAsync(IReadOnlyCollection<string> mailboxes, CancellationToken cancellationToken)
+    public async Task SetMailboxesAsync(IReadOnlyCollection<string> mailboxes, CancellationToken cancellationToken, IReadOnlyCollection<string>? missed = null)
     {
         ArgumentNullException.ThrowIfNull(mailboxes);
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -115,6 +116,10 @@ public sealed partial class EwsStreamingConnector : IAsyncDisposable
             {
                 _unplaced.IntersectWith(desired);
                 _lost.IntersectWith(desired);
+                if (missed is not null)
+                {
+                    _lost.UnionWith(missed.Where(a => desired.Contains(a) && !_placed.ContainsKey(a)));
+                }
                 foreach (var byGroup in _placed.Where(p => !desired.Contains(p.Key)).GroupBy(p => p.Value))
                 {
                     removals.Add((byGroup.Key, byGroup.Select(p => p.Key).ToList()));
@@ -284,6 +289,52 @@ public sealed partial class EwsStreamingConnector : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Where each of <paramref name="addresses"/> must be streamed (EWS URL and grouping), by Autodiscover (cached) or
+    /// the static EWS URL; addresses Autodiscover cannot place yet are left out. A farm forms the same groups on every
+    /// node from these (<see cref="EwsGrouping.Plan"/>) to lease them.
+    /// </summary>
+    public async Task<IReadOnlyList<EwsMailboxPlacement>> ResolvePlacementsAsync(IReadOnlyCollection<string> addresses, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        var placements = new List<EwsMailboxPlacement>(addresses.Count);
+        if (addresses.Count == 0)
+        {
+            return placements;
+        }
+
+        if (_autodiscover is null)
+        {
+            placements.AddRange(addresses.Select(a => new EwsMailboxPlacement(a, _staticUrl!, string.Empty)));
+            return placements;
+        }
+
+        IReadOnlyDictionary<string, EwsUserSettings> resolved;
+        try
+        {
+            resolved = await _autodiscover.ResolveAsync(addresses, cancellationToken).ConfigureAwait(false);
+        }
+        catch (EwsStreamingException ex)
+        {
+            Log.AutodiscoverFailed(_logger, ex.ResponseCode, ex.HttpStatus, addresses.Count);
+            resolved = new Dictionary<string, EwsUserSettings>();
+        }
+
+        foreach (var address in addresses)
+        {
+            if (resolved.TryGetValue(address, out var settings))
+            {
+                placements.Add(new EwsMailboxPlacement(address, settings.EwsUrl, settings.GroupingInformation));
+            }
+            else if (_staticUrl is not null)
+            {
+                placements.Add(new EwsMailboxPlacement(address, _staticUrl, string.Empty));
+            }
+        }
+
+        return placements;
+    }
+
     /// <summary>Resolves and groups <paramref name="addresses"/> (caller holds the placement lock).</summary>
     private async Task PlaceAsync(List<string> addresses, CancellationToken cancellationToken)
     {
@@ -292,41 +343,13 @@ public sealed partial class EwsStreamingConnector : IAsyncDisposable
             return;
         }
 
-        var placements = new List<EwsMailboxPlacement>(addresses.Count);
-        if (_autodiscover is null)
+        var placements = await ResolvePlacementsAsync(addresses, cancellationToken).ConfigureAwait(false);
+        if (placements.Count < addresses.Count)
         {
-            placements.AddRange(addresses.Select(a => new EwsMailboxPlacement(a, _staticUrl!, string.Empty)));
-        }
-        else
-        {
-            IReadOnlyDictionary<string, EwsUserSettings> resolved;
-            try
+            var placed = placements.Select(p => p.Address).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            lock (_gate)
             {
-                resolved = await _autodiscover.ResolveAsync(addresses, cancellationToken).ConfigureAwait(false);
-            }
-            catch (EwsStreamingException ex)
-            {
-                Log.AutodiscoverFailed(_logger, ex.ResponseCode, ex.HttpStatus, addresses.Count);
-                resolved = new Dictionary<string, EwsUserSettings>();
-            }
-
-            foreach (var address in addresses)
-            {
-                if (resolved.TryGetValue(address, out var settings))
-                {
-                    placements.Add(new EwsMailboxPlacement(address, settings.EwsUrl, settings.GroupingInformation));
-                }
-                else if (_staticUrl is not null)
-                {
-                    placements.Add(new EwsMailboxPlacement(address, _staticUrl, string.Empty));
-                }
-                else
-                {
-                    lock (_gate)
-                    {
-                        _unplaced.Add(address);
-                    }
-                }
+                _unplaced.UnionWith(addresses.Where(a => !placed.Contains(a)));
             }
         }
 
