@@ -19,7 +19,8 @@ public sealed class CredentialHealthTests
         await Soap.PostAsync(gw.Client, callback, Soap.NewMail("SUB-C", 1), cancellationToken: ct);
         await gw.Apns.WaitForRequestAsync(r => r.Token == token && r.Status == 403, ct);
 
-        var degraded = await WaitForReadyAsync(anonymous, "degraded", ct);
+        // The per-credential check can turn readiness "degraded" a moment before the platform check fails: wait for the latter.
+        var degraded = await WaitForReadyAsync(anonymous, "degraded", ct, check: "credential:apns");
         var apns = degraded.GetProperty("checks").EnumerateArray().Single(c => c.GetProperty("name").GetString() == "credential:apns");
         Assert.Equal("fail", apns.GetProperty("status").GetString());
         Assert.Contains("InvalidProviderToken", apns.GetProperty("detail").GetString(), StringComparison.Ordinal);
@@ -29,12 +30,14 @@ public sealed class CredentialHealthTests
         await WaitForReadyAsync(anonymous, "ready", ct);
     }
 
-    private static async Task<JsonElement> WaitForReadyAsync(HttpClient client, string status, CancellationToken ct)
+    private static async Task<JsonElement> WaitForReadyAsync(HttpClient client, string status, CancellationToken ct, string? check = null)
     {
         for (var i = 0; i < 200; i++)
         {
             using var ready = JsonDocument.Parse(await client.GetStringAsync("readyz", ct));
-            if (ready.RootElement.GetProperty("status").GetString() == status)
+            if (ready.RootElement.GetProperty("status").GetString() == status
+                && (check is null || ready.RootElement.GetProperty("checks").EnumerateArray().Any(c =>
+                    c.GetProperty("name").GetString() == check && c.GetProperty("status").GetString() == "fail")))
             {
                 return ready.RootElement.Clone();
             }

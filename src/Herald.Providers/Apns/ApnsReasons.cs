@@ -48,6 +48,12 @@ public static class ApnsReasons
     /// <summary>Herald: the request failed on the wire (connection refused or reset, GOAWAY, TLS, I/O).</summary>
     public const string Transport = nameof(Transport);
 
+    /// <summary>
+    /// Herald: APNs refused the stream (RST_STREAM REFUSED_STREAM) on every send, SocketsHttpHandler's and Herald's resends
+    /// included; it was not processed, so it is a retry.
+    /// </summary>
+    public const string RefusedStream = nameof(RefusedStream);
+
     /// <summary>Herald: APNs did not answer within <see cref="ApnsOptions.RequestTimeout"/>.</summary>
     public const string Timeout = nameof(Timeout);
 

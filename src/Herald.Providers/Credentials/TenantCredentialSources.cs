@@ -115,24 +115,28 @@ public sealed class TenantApnsCredentialSource(CredentialRegistry registry, Opti
     }
 }
 
-/// <summary>FCM: the tenant's service account, else the configured one.</summary>
-public sealed class TenantFcmCredentialSource(CredentialRegistry registry, IFcmCredentialSource fallback, ILogger<TenantFcmCredentialSource>? logger = null)
+/// <summary>
+/// FCM: the tenant's service account (a new object, with a closed circuit, per stored version), else the configured one.
+/// </summary>
+public sealed class TenantFcmCredentialSource(CredentialRegistry registry, IFcmCredentialSource fallback, ILogger<TenantFcmCredentialSource>? logger = null, TimeProvider? time = null)
     : TenantCredentialSource<FcmServiceAccount>(registry, Platform.Fcm, logger), IFcmCredentialSource
 {
     /// <inheritdoc />
     public FcmServiceAccount? Find(string tenantId, string project) => FindTenant(tenantId) ?? fallback.Find(tenantId, project);
 
     /// <inheritdoc />
-    protected override FcmServiceAccount Build(TenantCredential credential) => TenantCredentialUploads.OpenFcm(credential);
+    protected override FcmServiceAccount Build(TenantCredential credential) => TenantCredentialUploads.OpenFcm(credential, time);
 }
 
-/// <summary>WNS: the tenant's Package SID and secret, else the configured ones.</summary>
-public sealed class TenantWnsCredentialSource(CredentialRegistry registry, IWnsCredentialSource fallback, ILogger<TenantWnsCredentialSource>? logger = null)
+/// <summary>
+/// WNS: the tenant's Package SID and secret (a new object, with a closed circuit, per stored version), else the configured ones.
+/// </summary>
+public sealed class TenantWnsCredentialSource(CredentialRegistry registry, IWnsCredentialSource fallback, ILogger<TenantWnsCredentialSource>? logger = null, TimeProvider? time = null)
     : TenantCredentialSource<WnsCredential>(registry, Platform.Wns, logger), IWnsCredentialSource
 {
     /// <inheritdoc />
     public WnsCredential? Find(string tenantId, string topic) => FindTenant(tenantId) ?? fallback.Find(tenantId, topic);
 
     /// <inheritdoc />
-    protected override WnsCredential Build(TenantCredential credential) => TenantCredentialUploads.OpenWns(credential);
+    protected override WnsCredential Build(TenantCredential credential) => TenantCredentialUploads.OpenWns(credential, time);
 }

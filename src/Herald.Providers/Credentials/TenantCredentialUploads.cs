@@ -193,18 +193,18 @@ public static class TenantCredentialUploads
     }
 
     /// <summary>Builds the FCM account from a stored tenant credential.</summary>
-    public static Fcm.FcmServiceAccount OpenFcm(TenantCredential credential)
+    public static Fcm.FcmServiceAccount OpenFcm(TenantCredential credential, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(credential);
-        return Fcm.FcmServiceAccount.Parse(credential.Secret);
+        return Fcm.FcmServiceAccount.Parse(credential.Secret, credential.TenantId, time);
     }
 
     /// <summary>Builds the WNS credential from a stored tenant credential.</summary>
-    public static WnsCredential OpenWns(TenantCredential credential)
+    public static WnsCredential OpenWns(TenantCredential credential, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(credential);
         using var doc = JsonDocument.Parse(credential.Secret);
-        return new WnsCredential(doc.RootElement.GetProperty("packageSid").GetString()!, doc.RootElement.GetProperty("clientSecret").GetString()!);
+        return new WnsCredential(doc.RootElement.GetProperty("packageSid").GetString()!, doc.RootElement.GetProperty("clientSecret").GetString()!, credential.TenantId, time);
     }
 
     /// <summary>The platform name in URLs and JSON.</summary>

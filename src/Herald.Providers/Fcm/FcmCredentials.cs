@@ -21,7 +21,7 @@ public sealed class OptionsFcmCredentialSource : IFcmCredentialSource
     private readonly FcmServiceAccount? _account;
 
     /// <summary>Loads the service account from the options; no account when none is configured.</summary>
-    public OptionsFcmCredentialSource(IOptions<FcmOptions> options)
+    public OptionsFcmCredentialSource(IOptions<FcmOptions> options, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var o = options.Value;
@@ -37,8 +37,8 @@ public sealed class OptionsFcmCredentialSource : IFcmCredentialSource
         }
 
         _account = string.IsNullOrWhiteSpace(o.ServiceAccountJson)
-            ? FcmServiceAccount.FromFile(o.ServiceAccountFile!)
-            : FcmServiceAccount.Parse(o.ServiceAccountJson);
+            ? FcmServiceAccount.FromFile(o.ServiceAccountFile!, "default", time)
+            : FcmServiceAccount.Parse(o.ServiceAccountJson, "default", time);
     }
 
     /// <summary>The configured account, if any.</summary>

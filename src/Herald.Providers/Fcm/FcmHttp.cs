@@ -15,13 +15,13 @@ internal static class FcmHttp
     /// A long-lived HTTP/2 connection pool with the options' timeouts and keep-alive pings; with a pinned
     /// certificate, the peer must present exactly it. <paramref name="decompress"/> accepts gzip answers (token endpoints).
     /// </summary>
-    public static SocketsHttpHandler CreateHandler(FcmOptions options, X509Certificate2? trustedCertificate, bool decompress)
+    public static SocketsHttpHandler CreateHandler(FcmOptions options, X509Certificate2? trustedCertificate, bool decompress, TimeSpan? idleTimeout = null)
     {
         var handler = new SocketsHttpHandler
         {
             // More than one connection once a connection's SETTINGS_MAX_CONCURRENT_STREAMS is reached.
             EnableMultipleHttp2Connections = true,
-            PooledConnectionIdleTimeout = options.IdleTimeout,
+            PooledConnectionIdleTimeout = idleTimeout ?? options.IdleTimeout,
             PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
             ConnectTimeout = options.ConnectTimeout,
             KeepAlivePingDelay = options.KeepAlivePingDelay,

@@ -2,9 +2,11 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.Http.Headers;
 using Herald.Core.Notifications;
+using Herald.Core.Pipeline;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
+using Herald.Core.Settings;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -17,7 +19,9 @@ namespace Herald.Providers.Fcm;
 /// over one long-lived HTTP/2 connection pool, authenticated with a service account's OAuth2 access token.
 /// Every FCM answer and transport fault becomes a <see cref="PushResult"/> following PROTOCOLS.md (only the
 /// caller's own cancellation throws). The project is the notification's <see cref="ClaimedNotification.Topic"/>,
-/// or the service account's <c>project_id</c> when that is empty.
+/// or the service account's <c>project_id</c> when that is empty. A credential fault (the token endpoint refuses
+/// the account, FCM answers 401/403 about it) opens that account's circuit only: its sends go back to retry
+/// without a round trip until a probe succeeds, while other accounts keep sending.
 /// </summary>
 public sealed partial class FcmProvider : IPushProvider, IDisposable
 {
@@ -30,7 +34,7 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
 
     private static readonly MediaTypeHeaderValue JsonContentType = MediaTypeHeaderValue.Parse("application/json; charset=utf-8");
 
-    private readonly HttpMessageInvoker _invoker;
+    private readonly IdleAwareInvoker _invoker;
     private readonly string _projectsPrefix;
     private readonly string _host;
     private readonly IFcmCredentialSource _credentials;
@@ -39,6 +43,7 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
     private readonly ILogger _logger;
     private readonly TimeSpan _requestTimeout;
     private readonly IDisposable? _owned;
+    private readonly CredentialHealth? _health;
     private readonly ConcurrentDictionary<string, Uri> _sendUris = new(StringComparer.Ordinal);
     private long _lastTransportWarning;
     private long _lastCredentialWarning;
@@ -51,8 +56,10 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
         IFcmCredentialSource credentials,
         IFcmTokenCache tokenCache,
         TimeProvider time,
-        ILogger<FcmProvider> logger)
-        : this(options, credentials, tokenCache, time, logger, owned: null)
+        ILogger<FcmProvider> logger,
+        CredentialHealth? health = null,
+        ILiveConnectionSettings? liveSettings = null)
+        : this(options, credentials, tokenCache, time, logger, owned: null, health, liveSettings)
     {
     }
 
@@ -62,7 +69,9 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
         IFcmTokenCache tokenCache,
         TimeProvider time,
         ILogger logger,
-        IDisposable? owned)
+        IDisposable? owned,
+        CredentialHealth? health = null,
+        ILiveConnectionSettings? liveSettings = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
@@ -84,10 +93,23 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
         var baseUri = new Uri(o.BaseUrl, UriKind.Absolute);
         _host = baseUri.Authority;
         _projectsPrefix = baseUri.GetLeftPart(UriPartial.Path).TrimEnd('/') + "/v1/projects/";
-        using var trusted = FcmHttp.LoadTrustedCertificate(o);
-        _invoker = new HttpMessageInvoker(FcmHttp.CreateHandler(o, trusted, decompress: false), disposeHandler: true);
+        _invoker = new IdleAwareInvoker(
+            idle =>
+            {
+                using var trusted = FcmHttp.LoadTrustedCertificate(o);
+                return new HttpMessageInvoker(FcmHttp.CreateHandler(o, trusted, decompress: false, idle), disposeHandler: true);
+            },
+            o.IdleTimeout,
+            liveSettings,
+            time);
         _owned = owned;
+        _health = health;
         TokenCache = tokenCache;
+        if (credentials is Credentials.TenantFcmCredentialSource tenants)
+        {
+            // A replaced or deleted account's fault is forgotten; its successor starts with a closed circuit.
+            tenants.Replaced += old => _health?.Forget(Platform.Fcm, old.Owner);
+        }
     }
 
     /// <summary>
@@ -100,7 +122,7 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
         time ??= TimeProvider.System;
         loggerFactory ??= NullLoggerFactory.Instance;
         var wrapped = Options.Create(options);
-        var source = new OptionsFcmCredentialSource(wrapped);
+        var source = new OptionsFcmCredentialSource(wrapped, time);
         var cache = new FcmTokenCache(time, wrapped, loggerFactory.CreateLogger<FcmTokenCache>());
         try
         {
@@ -160,6 +182,22 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
             return new PushResult(PushOutcome.Failed, 0, FcmReasons.MessageTooBig);
         }
 
+        if (!account.Circuit.TryPass())
+        {
+            // This account was refused and its pause is not over: back to retry without a round trip.
+            var fault = account.Circuit.Fault;
+            var untilProbe = account.Circuit.UntilProbe;
+            return new PushResult(PushOutcome.CredentialFault, fault?.Status ?? 0, fault?.Reason ?? FcmReasons.CredentialPaused, untilProbe > TimeSpan.Zero ? untilProbe : null);
+        }
+
+        var result = await SendWithTokenAsync(account, notification, project, body, cancellationToken).ConfigureAwait(false);
+        Settle(account, notification, result);
+        LogNotable(notification, project, account, result);
+        return result;
+    }
+
+    private async ValueTask<PushResult> SendWithTokenAsync(FcmServiceAccount account, ClaimedNotification notification, string project, byte[] body, CancellationToken cancellationToken)
+    {
         var uri = SendUri(project);
         FcmAccessToken token;
         try
@@ -189,8 +227,33 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
             result = await SendOnceAsync(uri, notification, body, renewed, cancellationToken).ConfigureAwait(false);
         }
 
-        LogNotable(notification, project, account, result);
         return result;
+    }
+
+    /// <summary>Opens or closes the account's circuit by what the token endpoint and FCM answered.</summary>
+    private void Settle(FcmServiceAccount account, ClaimedNotification notification, PushResult result)
+    {
+        switch (result.Outcome)
+        {
+            case PushOutcome.CredentialFault:
+                account.Circuit.Trip(result.StatusCode, result.Reason);
+                _health?.ReportCredentialFault(Platform.Fcm, account.Owner, account.Name, _time.GetUtcNow(), result.StatusCode, result.Reason);
+                break;
+            case PushOutcome.Retry:
+                // Transport, timeout, token endpoint or FCM unavailable, quota: says nothing about the account.
+                account.Circuit.ProbeInconclusive();
+                break;
+            default:
+                // FCM judged the message itself (sent, invalid, token dead), so it accepted the account.
+                if (account.Circuit.IsOpen)
+                {
+                    Log.CredentialRecovered(_logger, account.Id, notification.TenantId);
+                }
+
+                account.Circuit.Reset();
+                _health?.ClearCredentialFault(Platform.Fcm, account.Owner, account.Name);
+                break;
+        }
     }
 
     /// <summary>Maps an FCM answer to Herald's outcome: the table of PROTOCOLS.md. The FcmError code decides first, then the status.</summary>
@@ -433,5 +496,8 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
 
         [LoggerMessage(EventId = 3210, Level = LogLevel.Warning, Message = "No FCM access token for service account {Account}: the token endpoint refused it ({Status} {Error}); its sends are credential faults")]
         public static partial void AuthFailed(ILogger logger, string account, int? status, string? error);
+
+        [LoggerMessage(EventId = 3211, Level = LogLevel.Information, Message = "FCM accepts service account {Account} again (tenant {TenantId}); its circuit is closed")]
+        public static partial void CredentialRecovered(ILogger logger, string account, string tenantId);
     }
 }

@@ -41,6 +41,9 @@ public static class FcmReasons
     /// <summary>Herald: no access token could be obtained because the token endpoint is unavailable (retry later).</summary>
     public const string AuthUnavailable = nameof(AuthUnavailable);
 
+    /// <summary>Herald: the account's circuit is open (it was refused moments ago); the send waits in retry without a round trip.</summary>
+    public const string CredentialPaused = nameof(CredentialPaused);
+
     /// <summary>Herald: the request failed on the wire (connection refused or reset, GOAWAY, TLS, I/O).</summary>
     public const string Transport = nameof(Transport);
 

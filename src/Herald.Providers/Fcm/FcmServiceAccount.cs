@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using Herald.Core.Credentials;
 
 namespace Herald.Providers.Fcm;
 
@@ -13,8 +14,10 @@ public sealed class FcmServiceAccount
     /// <summary>Google's token endpoint, used when a key file has no <c>token_uri</c>.</summary>
     public const string DefaultTokenUri = "https://oauth2.googleapis.com/token";
 
-    private FcmServiceAccount(string clientEmail, string? projectId, string? privateKeyId, string privateKeyPem, string tokenUri)
+    private FcmServiceAccount(string clientEmail, string? projectId, string? privateKeyId, string privateKeyPem, string tokenUri, string owner, TimeProvider? time)
     {
+        Owner = owner;
+        Circuit = new CredentialCircuit(time ?? TimeProvider.System);
         ClientEmail = clientEmail;
         ProjectId = projectId;
         PrivateKeyId = privateKeyId;
@@ -39,6 +42,19 @@ public sealed class FcmServiceAccount
     /// <summary>"client_email/private_key_id": names the key in logs and health (never secret material).</summary>
     public string Id { get; }
 
+    /// <summary>The name of the credential in health: "service-account:" + <see cref="Id"/>.</summary>
+    public string Name => "service-account:" + Id;
+
+    /// <summary>The tenant the account belongs to ("default" for the one from configuration).</summary>
+    public string Owner { get; }
+
+    /// <summary>
+    /// Opened by a credential fault (the token endpoint refuses the account, FCM answers 401/403 about it): this
+    /// account's sends then wait in retry while other accounts keep sending. A replaced credential is a new
+    /// object with a closed circuit.
+    /// </summary>
+    public CredentialCircuit Circuit { get; }
+
     /// <summary>Identifies this exact key (account, key id, token endpoint and a hash of the key) in token caches.</summary>
     internal string CacheKey { get; }
 
@@ -46,8 +62,15 @@ public sealed class FcmServiceAccount
     internal string PrivateKeyPem { get; }
 
     /// <summary>Parses a service-account key JSON. Throws <see cref="FormatException"/> with a clear message when it is not one.</summary>
-    public static FcmServiceAccount Parse(string json)
+    public static FcmServiceAccount Parse(string json) => Parse(json, "default", null);
+
+    /// <summary>
+    /// Parses a service-account key JSON of tenant <paramref name="owner"/>, its circuit on <paramref name="time"/>.
+    /// Throws <see cref="FormatException"/> with a clear message when it is not one.
+    /// </summary>
+    public static FcmServiceAccount Parse(string json, string owner, TimeProvider? time)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(owner);
         ArgumentException.ThrowIfNullOrWhiteSpace(json);
         string? type = null, clientEmail = null, projectId = null, privateKeyId = null, privateKey = null, tokenUri = null;
         try
@@ -117,14 +140,19 @@ public sealed class FcmServiceAccount
             string.IsNullOrWhiteSpace(projectId) ? null : projectId,
             string.IsNullOrWhiteSpace(privateKeyId) ? null : privateKeyId,
             privateKey,
-            tokenUri);
+            tokenUri,
+            owner,
+            time);
     }
 
     /// <summary>Reads and parses a service-account key file.</summary>
-    public static FcmServiceAccount FromFile(string path)
+    public static FcmServiceAccount FromFile(string path) => FromFile(path, "default", null);
+
+    /// <summary>Reads and parses a service-account key file of tenant <paramref name="owner"/>.</summary>
+    public static FcmServiceAccount FromFile(string path, string owner, TimeProvider? time)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        return Parse(File.ReadAllText(path));
+        return Parse(File.ReadAllText(path), owner, time);
     }
 
     /// <inheritdoc />

@@ -25,9 +25,11 @@ public static class FcmServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FcmOptions>, FcmOptionsValidator>());
         services.TryAddSingleton<IFcmCredentialSource>(static sp =>
         {
-            var fallback = new OptionsFcmCredentialSource(sp.GetRequiredService<IOptions<FcmOptions>>());
+            // Per-tenant credentials when the host keeps them (a CredentialRegistry), the configured one as fallback.
+            var time = sp.GetRequiredService<TimeProvider>();
+            var fallback = new OptionsFcmCredentialSource(sp.GetRequiredService<IOptions<FcmOptions>>(), time);
             return sp.GetService<CredentialRegistry>() is { } registry
-                ? new TenantFcmCredentialSource(registry, fallback, sp.GetService<ILogger<TenantFcmCredentialSource>>())
+                ? new TenantFcmCredentialSource(registry, fallback, sp.GetService<ILogger<TenantFcmCredentialSource>>(), time)
                 : fallback;
         });
         services.TryAddSingleton<IFcmTokenCache, FcmTokenCache>();

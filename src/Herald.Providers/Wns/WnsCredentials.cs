@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Herald.Core.Credentials;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Providers.Wns;
@@ -7,11 +8,20 @@ namespace Herald.Providers.Wns;
 /// <summary>A WNS cloud-service credential: the app's Package SID and client secret, exchanged for access tokens.</summary>
 public sealed class WnsCredential
 {
-    /// <summary>Creates a credential.</summary>
+    /// <summary>Creates a credential of the default tenant.</summary>
     public WnsCredential(string packageSid, string clientSecret)
+        : this(packageSid, clientSecret, "default", null)
+    {
+    }
+
+    /// <summary>Creates a credential of tenant <paramref name="owner"/>, its circuit on <paramref name="time"/>.</summary>
+    public WnsCredential(string packageSid, string clientSecret, string owner, TimeProvider? time)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(packageSid);
         ArgumentException.ThrowIfNullOrWhiteSpace(clientSecret);
+        ArgumentException.ThrowIfNullOrWhiteSpace(owner);
+        Owner = owner;
+        Circuit = new CredentialCircuit(time ?? TimeProvider.System);
         PackageSid = packageSid;
         ClientSecret = clientSecret;
 
@@ -31,6 +41,16 @@ public sealed class WnsCredential
 
     /// <summary>A name for logs and health (never secret material).</summary>
     public string Name => "wns:" + PackageSid;
+
+    /// <summary>The tenant the credential belongs to ("default" for the one from configuration).</summary>
+    public string Owner { get; }
+
+    /// <summary>
+    /// Opened by a credential fault (the token endpoint refuses the secret, WNS answers 401 after a renewal or
+    /// 403): this credential's sends then wait in retry while other credentials keep sending. A replaced
+    /// credential is a new object with a closed circuit.
+    /// </summary>
+    public CredentialCircuit Circuit { get; }
 
     /// <inheritdoc />
     public override string ToString() => Name;
@@ -52,7 +72,7 @@ public sealed class OptionsWnsCredentialSource : IWnsCredentialSource
     private readonly WnsCredential? _credential;
 
     /// <summary>Takes the credential from the options; none when none is configured.</summary>
-    public OptionsWnsCredentialSource(IOptions<WnsOptions> options)
+    public OptionsWnsCredentialSource(IOptions<WnsOptions> options, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var o = options.Value;
@@ -67,7 +87,7 @@ public sealed class OptionsWnsCredentialSource : IWnsCredentialSource
             throw new OptionsValidationException(WnsOptions.SectionName, typeof(WnsOptions), errors);
         }
 
-        _credential = new WnsCredential(o.PackageSid!, o.ClientSecret!);
+        _credential = new WnsCredential(o.PackageSid!, o.ClientSecret!, "default", time);
     }
 
     /// <inheritdoc />

@@ -12,7 +12,7 @@ internal static class WnsHttp
     /// A long-lived invoker with keep-alive pooling. Redirects are never followed: a channel host that answers
     /// 3xx could otherwise send our bearer token, or our request, anywhere.
     /// </summary>
-    public static HttpMessageInvoker CreateInvoker(WnsOptions options)
+    public static HttpMessageInvoker CreateInvoker(WnsOptions options, TimeSpan? idleTimeout = null)
     {
         var handler = new SocketsHttpHandler
         {
@@ -20,7 +20,7 @@ internal static class WnsHttp
             UseCookies = false,
             AutomaticDecompression = DecompressionMethods.None,
             ConnectTimeout = options.ConnectTimeout,
-            PooledConnectionIdleTimeout = options.IdleTimeout,
+            PooledConnectionIdleTimeout = idleTimeout ?? options.IdleTimeout,
             PooledConnectionLifetime = options.ConnectionLifetime,
             MaxConnectionsPerServer = options.MaxConnectionsPerHost,
             SslOptions = new SslClientAuthenticationOptions

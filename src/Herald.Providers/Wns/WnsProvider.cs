@@ -1,9 +1,11 @@
 using System.Globalization;
 using System.Net;
 using Herald.Core.Notifications;
+using Herald.Core.Pipeline;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
+using Herald.Core.Settings;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -16,20 +18,23 @@ namespace Herald.Providers.Wns;
 /// against <see cref="WnsChannelPolicy"/> before anything is sent; redirects are never followed. Every WNS
 /// answer and transport fault becomes a <see cref="PushResult"/> following <see cref="WnsReasons"/> (only the
 /// caller's own cancellation throws). Channel URIs are bearer-like secrets: logs show them only as
-/// <see cref="RedactedToken"/> fingerprints.
+/// <see cref="RedactedToken"/> fingerprints. A credential fault (the token endpoint refuses the Package SID and
+/// secret, WNS answers 401 after a renewal or 403) opens that credential's circuit only: its sends go back to
+/// retry without a round trip until a probe succeeds, while other credentials keep sending.
 /// </summary>
 public sealed partial class WnsProvider : IPushProvider, IDisposable
 {
     // Outage and misconfiguration logs: one warning per this interval and kind, the rest at debug level.
     private static readonly TimeSpan WarningInterval = TimeSpan.FromSeconds(10);
 
-    private readonly HttpMessageInvoker _invoker;
+    private readonly IdleAwareInvoker _invoker;
     private readonly IWnsCredentialSource _credentials;
     private readonly IWnsTokenCache _tokens;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly TimeSpan _requestTimeout;
     private readonly IDisposable? _owned;
+    private readonly CredentialHealth? _health;
     private long _lastCredentialWarning;
     private long _lastNoCredentialWarning;
     private long _lastChannelWarning;
@@ -42,8 +47,10 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         IWnsCredentialSource credentials,
         IWnsTokenCache tokenCache,
         TimeProvider time,
-        ILogger<WnsProvider> logger)
-        : this(options, credentials, tokenCache, time, logger, owned: null)
+        ILogger<WnsProvider> logger,
+        CredentialHealth? health = null,
+        ILiveConnectionSettings? liveSettings = null)
+        : this(options, credentials, tokenCache, time, logger, owned: null, health, liveSettings)
     {
     }
 
@@ -53,7 +60,9 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         IWnsTokenCache tokenCache,
         TimeProvider time,
         ILogger logger,
-        IDisposable? owned)
+        IDisposable? owned,
+        CredentialHealth? health = null,
+        ILiveConnectionSettings? liveSettings = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
@@ -74,8 +83,14 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         _requestTimeout = o.RequestTimeout;
         ChannelPolicy = WnsChannelPolicy.FromOptions(o);
         TokenCache = tokenCache;
-        _invoker = WnsHttp.CreateInvoker(o);
+        _invoker = new IdleAwareInvoker(idle => WnsHttp.CreateInvoker(o, idle), o.IdleTimeout, liveSettings, time);
         _owned = owned;
+        _health = health;
+        if (credentials is Credentials.TenantWnsCredentialSource tenants)
+        {
+            // A replaced or deleted credential's fault is forgotten; its successor starts with a closed circuit.
+            tenants.Replaced += old => _health?.Forget(Platform.Wns, old.Owner);
+        }
     }
 
     /// <summary>
@@ -93,7 +108,7 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         try
         {
             var cache = new WnsTokenCache(client, time, wrapped, loggerFactory.CreateLogger<WnsTokenCache>());
-            return new WnsProvider(wrapped, new OptionsWnsCredentialSource(wrapped), cache, time, loggerFactory.CreateLogger<WnsProvider>(), owned: client);
+            return new WnsProvider(wrapped, new OptionsWnsCredentialSource(wrapped, time), cache, time, loggerFactory.CreateLogger<WnsProvider>(), owned: client);
         }
         catch
         {
@@ -149,6 +164,22 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
             return new PushResult(PushOutcome.Failed, 413, WnsReasons.PayloadTooLarge);
         }
 
+        if (!credential.Circuit.TryPass())
+        {
+            // This credential was refused and its pause is not over: back to retry without a round trip.
+            var fault = credential.Circuit.Fault;
+            var untilProbe = credential.Circuit.UntilProbe;
+            return new PushResult(PushOutcome.CredentialFault, fault?.Status ?? 0, fault?.Reason ?? WnsReasons.CredentialPaused, untilProbe > TimeSpan.Zero ? untilProbe : null);
+        }
+
+        var answer = await SendWithTokenAsync(credential, channel, notification, message, cancellationToken).ConfigureAwait(false);
+        Settle(credential, notification, answer.Result);
+        LogNotable(notification, credential, channel, answer);
+        return answer.Result;
+    }
+
+    private async ValueTask<Answer> SendWithTokenAsync(WnsCredential credential, Uri channel, ClaimedNotification notification, WnsMessage message, CancellationToken cancellationToken)
+    {
         WnsAccessToken token;
         try
         {
@@ -156,7 +187,7 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         }
         catch (WnsTokenException ex)
         {
-            return AuthFailed(credential, ex);
+            return new Answer(AuthFailed(credential, ex));
         }
 
         var answer = await SendOnceAsync(channel, notification, message, token, cancellationToken).ConfigureAwait(false);
@@ -170,7 +201,7 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
             }
             catch (WnsTokenException ex)
             {
-                return AuthFailed(credential, ex);
+                return new Answer(AuthFailed(credential, ex));
             }
 
             if (!ReferenceEquals(renewed, token))
@@ -180,8 +211,33 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
             }
         }
 
-        LogNotable(notification, credential, channel, answer);
-        return answer.Result;
+        return answer;
+    }
+
+    /// <summary>Opens or closes the credential's circuit by what the token endpoint and WNS answered.</summary>
+    private void Settle(WnsCredential credential, ClaimedNotification notification, PushResult result)
+    {
+        switch (result.Outcome)
+        {
+            case PushOutcome.CredentialFault:
+                credential.Circuit.Trip(result.StatusCode, result.Reason);
+                _health?.ReportCredentialFault(Platform.Wns, credential.Owner, credential.Name, _time.GetUtcNow(), result.StatusCode, result.Reason);
+                break;
+            case PushOutcome.Retry:
+                // Transport, timeout, token endpoint or WNS unavailable, throttling: says nothing about the credential.
+                credential.Circuit.ProbeInconclusive();
+                break;
+            default:
+                // WNS judged the notification or the channel, so it accepted the credential.
+                if (credential.Circuit.IsOpen)
+                {
+                    Log.CredentialRecovered(_logger, credential.Name, notification.TenantId);
+                }
+
+                credential.Circuit.Reset();
+                _health?.ClearCredentialFault(Platform.Wns, credential.Owner, credential.Name);
+                break;
+        }
     }
 
     private async ValueTask<Answer> SendOnceAsync(
@@ -251,6 +307,12 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
 
     private PushResult AuthFailed(WnsCredential credential, WnsTokenException ex)
     {
+        if (!ex.IsRejection)
+        {
+            // The token endpoint is unreachable, timed out or failed (5xx): an outage, not the credential's fault.
+            return new PushResult(PushOutcome.Retry, ex.StatusCode, WnsReasons.AuthUnavailable);
+        }
+
         if (ShouldWarn(ref _lastCredentialWarning))
         {
             Log.AuthFailed(_logger, credential.Name, ex.StatusCode, ex.Error);
@@ -438,5 +500,8 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
 
         [LoggerMessage(EventId = 3312, Level = LogLevel.Debug, Message = "Notification {Id}: WNS accepted it for channel {Token} but dropped it (device offline or notifications refused; msg {MessageId})")]
         public static partial void Dropped(ILogger logger, long id, RedactedToken token, string? messageId);
+
+        [LoggerMessage(EventId = 3313, Level = LogLevel.Information, Message = "WNS accepts credential {Credential} again (tenant {TenantId}); its circuit is closed")]
+        public static partial void CredentialRecovered(ILogger logger, string credential, string tenantId);
     }
 }

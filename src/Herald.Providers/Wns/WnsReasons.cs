@@ -32,8 +32,14 @@ public static class WnsReasons
     /// <summary>No credential is configured for the tenant and topic (CredentialFault).</summary>
     public const string NoCredential = "NoCredential";
 
-    /// <summary>The token endpoint refused the credential or could not be reached (CredentialFault).</summary>
+    /// <summary>The token endpoint refused the credential: 4xx, e.g. <c>invalid_client</c> (CredentialFault).</summary>
     public const string AuthFailed = "AuthFailed";
+
+    /// <summary>The token endpoint is unreachable, timed out or failed with 5xx/429 (Retry: an outage, not the credential's fault).</summary>
+    public const string AuthUnavailable = "AuthUnavailable";
+
+    /// <summary>The credential's circuit is open (it was refused moments ago); the send waits in retry without a round trip (CredentialFault).</summary>
+    public const string CredentialPaused = "CredentialPaused";
 
     /// <summary>WNS answered 401 again after a token renewal (CredentialFault).</summary>
     public const string Unauthorized = "Unauthorized";

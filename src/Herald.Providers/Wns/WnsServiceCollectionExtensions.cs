@@ -25,9 +25,11 @@ public static class WnsServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<WnsOptions>, WnsOptionsValidator>());
         services.TryAddSingleton<IWnsCredentialSource>(static sp =>
         {
-            var fallback = new OptionsWnsCredentialSource(sp.GetRequiredService<IOptions<WnsOptions>>());
+            // Per-tenant credentials when the host keeps them (a CredentialRegistry), the configured one as fallback.
+            var time = sp.GetRequiredService<TimeProvider>();
+            var fallback = new OptionsWnsCredentialSource(sp.GetRequiredService<IOptions<WnsOptions>>(), time);
             return sp.GetService<CredentialRegistry>() is { } registry
-                ? new TenantWnsCredentialSource(registry, fallback, sp.GetService<ILogger<TenantWnsCredentialSource>>())
+                ? new TenantWnsCredentialSource(registry, fallback, sp.GetService<ILogger<TenantWnsCredentialSource>>(), time)
                 : fallback;
         });
         services.TryAddSingleton<WnsTokenClient>();

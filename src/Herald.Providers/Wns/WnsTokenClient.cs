@@ -61,8 +61,8 @@ public sealed class WnsTokenException : Exception
     /// <summary>The HTTP status of the token endpoint's answer; 0 for timeouts and transport faults.</summary>
     public int StatusCode { get; }
 
-    /// <summary>True when the endpoint answered and refused the credential (4xx), rather than failing.</summary>
-    public bool IsRejection => StatusCode is >= 400 and < 500;
+    /// <summary>True when the endpoint answered and refused the credential (4xx but 408 and 429), rather than failing.</summary>
+    public bool IsRejection => StatusCode is >= 400 and < 500 and not 408 and not 429;
 }
 
 /// <summary>

@@ -42,7 +42,7 @@ internal static class CredentialEndpoints
             : null;
     }
 
-    private static async Task<IResult> ListAsync(string id, HttpContext http, IAccessStore access, ICredentialStore store, CancellationToken cancellationToken)
+    private static async Task<IResult> ListAsync(string id, HttpContext http, IAccessStore access, ICredentialStore store, CredentialHealth health, CancellationToken cancellationToken)
     {
         if (await AuthorizeAsync(http, id, access, cancellationToken) is { } denied)
         {
@@ -50,10 +50,10 @@ internal static class CredentialEndpoints
         }
 
         var list = await store.ListCredentialsAsync(id, cancellationToken);
-        return TypedResults.Json(new CredentialListDto([.. list.Select(ToDto)]), CredentialJsonContext.Default.CredentialListDto);
+        return TypedResults.Json(new CredentialListDto([.. list.Select(c => ToDto(c) with { Fault = FaultOf(health, c) })]), CredentialJsonContext.Default.CredentialListDto);
     }
 
-    private static async Task<IResult> GetAsync(string id, string platform, HttpContext http, IAccessStore access, ICredentialStore store, CancellationToken cancellationToken)
+    private static async Task<IResult> GetAsync(string id, string platform, HttpContext http, IAccessStore access, ICredentialStore store, CredentialHealth health, CancellationToken cancellationToken)
     {
         if (await AuthorizeAsync(http, id, access, cancellationToken) is { } denied)
         {
@@ -68,8 +68,14 @@ internal static class CredentialEndpoints
         var stored = await store.GetCredentialAsync(id, p, cancellationToken);
         return stored is null
             ? Problems.NotFound($"Tenant '{Validation.Printable(id)}' has no {platform} credential.")
-            : TypedResults.Json(ToDto(stored), CredentialJsonContext.Default.CredentialDto);
+            : TypedResults.Json(ToDto(stored) with { Fault = FaultOf(health, stored) }, CredentialJsonContext.Default.CredentialDto);
     }
+
+    /// <summary>The provider's last refusal of this tenant's credential while its circuit is open (this node's view), else null.</summary>
+    private static CredentialFaultDto? FaultOf(CredentialHealth health, StoredCredential credential)
+        => health.Credentials().FirstOrDefault(c => c.Platform == credential.Platform && c.TenantId == credential.TenantId && c.Fault is not null) is { Fault: { } f }
+            ? new CredentialFaultDto(f.At, f.Status, f.Reason)
+            : null;
 
     private static async Task<IResult> PutAsync(
         string id,
@@ -218,7 +224,14 @@ public sealed record CredentialDto(
     string? Thumbprint,
     DateTimeOffset? ExpiresAt,
     DateTimeOffset UpdatedAt,
-    long Version);
+    long Version)
+{
+    /// <summary>Set while a provider refuses the credential (its circuit is open, its sends wait in retry); absent when healthy.</summary>
+    public CredentialFaultDto? Fault { get; init; }
+}
+
+/// <summary>How a provider last refused a credential: when, the HTTP status (0 when not from the provider's answer) and its reason.</summary>
+public sealed record CredentialFaultDto(DateTimeOffset At, int Status, string? Reason);
 
 /// <summary>A tenant's credentials.</summary>
 public sealed record CredentialListDto(IReadOnlyList<CredentialDto> Items);

@@ -71,6 +71,17 @@ internal sealed class FakeFcmAuth(FakeFcmServerOptions options)
         return true;
     }
 
+    public bool Restore(string clientEmail)
+    {
+        if (!_accounts.TryGetValue(clientEmail, out var account))
+        {
+            return false;
+        }
+
+        account.Revoked = false;
+        return true;
+    }
+
     public void ExpireAccessTokens() => _tokens.Clear();
 
     public IEnumerable<RSA> Keys() => _accounts.Values.Select(static a => a.PublicKey);

@@ -75,6 +75,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
     private readonly ConcurrentDictionary<string, string> _registered = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> _unregistered = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentQueue<Injected>> _scripts = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Injected> _accountFaults = new(StringComparer.Ordinal);
     private readonly List<RSA> _keys = [];
     private volatile bool _hasRegistry;
     private volatile bool _hasScripts;
@@ -261,6 +262,31 @@ public sealed class FakeFcmServer : IAsyncDisposable
             throw new InvalidOperationException("No service account " + clientEmail + " is registered.");
         }
     }
+
+    /// <summary>Enables a revoked account again (its key restored): token requests succeed and new access tokens work.</summary>
+    public void RestoreServiceAccount(string clientEmail)
+    {
+        if (!_auth.Restore(clientEmail))
+        {
+            throw new InvalidOperationException("No service account " + clientEmail + " is registered.");
+        }
+    }
+
+    /// <summary>
+    /// From now on, every authenticated send of <paramref name="clientEmail"/> (whatever the target) is answered with this
+    /// error, e.g. 401 THIRD_PARTY_AUTH_ERROR (the APNs key uploaded to Firebase was revoked) or 403 PERMISSION_DENIED
+    /// (the account lost its IAM role), until <see cref="ClearServiceAccountFault"/>. Other accounts are not affected.
+    /// </summary>
+    public void FaultServiceAccount(string clientEmail, int status, string errorCode)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(clientEmail);
+        ArgumentException.ThrowIfNullOrEmpty(errorCode);
+        ArgumentOutOfRangeException.ThrowIfLessThan(status, 400);
+        _accountFaults[clientEmail] = new Injected(status, errorCode, null);
+    }
+
+    /// <summary>Ends what <see cref="FaultServiceAccount"/> started.</summary>
+    public void ClearServiceAccountFault(string clientEmail) => _accountFaults.TryRemove(clientEmail, out _);
 
     /// <summary>Forgets every access token issued so far: their next use gets 401 UNAUTHENTICATED (a revocation, or Google expiring them early).</summary>
     public void ExpireAccessTokens() => _auth.ExpireAccessTokens();
@@ -488,6 +514,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
                     : FakeFcmValidator.Validate(body.AsSpan(0, length), _options.MaxMessageBytes, out target);
                 var auth = _auth.Authorize(Single(request.Headers.Authorization), project, receivedAt);
                 verdict = auth.Status != 0 ? Verdict.Denied(auth)
+                    : !_accountFaults.IsEmpty && _accountFaults.TryGetValue(auth.Token!.Account.ClientEmail, out var accountFault) ? Answer(accountFault)
                     : invalid is not null ? Verdict.Error(400, "INVALID_ARGUMENT", invalid, "INVALID_ARGUMENT")
                     : Decide(target, project);
             }

@@ -266,6 +266,24 @@ public sealed class FakeWnsServer : IAsyncDisposable
     /// <summary>Invalidates every access token issued so far: pushes with them get 401 until the client fetches a new one.</summary>
     public void RevokeAccessTokens() => _tokens.Clear();
 
+    /// <summary>
+    /// Revokes an application's client secret (as deleting or rotating it in Partner Center does): its token requests
+    /// get 400 <c>invalid_client</c> and the access tokens issued to it 401, while other applications keep working.
+    /// <see cref="AddApplication"/> registers it again (with the same or a new secret).
+    /// </summary>
+    public void RevokeApplication(string packageSid)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(packageSid);
+        _applications.TryRemove(packageSid, out _);
+        foreach (var (value, token) in _tokens)
+        {
+            if (string.Equals(token.PackageSid, packageSid, StringComparison.Ordinal))
+            {
+                _tokens.TryRemove(value, out _);
+            }
+        }
+    }
+
     /// <summary>Notification requests rejected with the fake's reason code <paramref name="reason"/> (or <c>dropped</c> / <c>channelthrottled</c>) so far.</summary>
     public long RejectedCountFor(string reason) => _recorder.RejectedFor(reason);
 

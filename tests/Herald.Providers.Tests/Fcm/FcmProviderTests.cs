@@ -320,9 +320,14 @@ public sealed class FcmProviderTests
         var second = await h.SendAsync(h.Notification());
 
         Assert.Equal(new PushResult(PushOutcome.CredentialFault, 0, "AuthFailed"), first);
-        Assert.Equal(first, second);
+        Assert.Equal(first with { RetryAfter = Herald.Core.Credentials.CredentialCircuit.InitialPause }, second); // circuit open
         Assert.Equal(1, h.Server.TokenRequests);
         Assert.Empty(h.Server.Requests);
+
+        // The circuit's probe within the minute meets the cache's hold: still no token request.
+        h.Time.Advance(Herald.Core.Credentials.CredentialCircuit.InitialPause);
+        Assert.Equal(PushOutcome.CredentialFault, (await h.SendAsync(h.Notification())).Outcome);
+        Assert.Equal(1, h.Server.TokenRequests);
 
         h.Time.Advance(FcmTokenCache.PermanentFailureHold + TimeSpan.FromSeconds(1));
         await h.SendAsync(h.Notification());

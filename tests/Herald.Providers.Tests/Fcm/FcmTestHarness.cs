@@ -74,7 +74,7 @@ internal sealed class FcmTestHarness : IAsyncDisposable
         var wrapped = Microsoft.Extensions.Options.Options.Create(options);
         var loggers = new LoggerFactory([Logs]);
         Tokens = new FcmTokenCache(Time, wrapped, loggers.CreateLogger<FcmTokenCache>());
-        Provider = new FcmProvider(wrapped, new OptionsFcmCredentialSource(wrapped), Tokens, Time, loggers.CreateLogger<FcmProvider>());
+        Provider = new FcmProvider(wrapped, new OptionsFcmCredentialSource(wrapped, Time), Tokens, Time, loggers.CreateLogger<FcmProvider>());
     }
 
     public ClaimedNotification Notification(

@@ -307,11 +307,20 @@ public sealed class WnsProviderTests
         await using var h = await WnsTestHarness.StartAsync();
         h.Server.Script(h.Channel, (401, null), (401, null), (401, null), (401, null));
 
-        await h.SendAsync(h.Notification());
-        var second = await h.SendAsync(h.Notification());
+        var first = await h.SendAsync(h.Notification());
+        var held = await h.SendAsync(h.Notification());
 
-        Assert.Equal(PushOutcome.CredentialFault, second.Outcome);
-        Assert.Equal(3, h.Server.Requests.Count); // the second send was not resent
+        // The credential's circuit is open: the next send stays home until the probe is due.
+        Assert.Equal(PushOutcome.CredentialFault, first.Outcome);
+        Assert.Equal(PushOutcome.CredentialFault, held.Outcome);
+        Assert.Equal(Herald.Core.Credentials.CredentialCircuit.InitialPause, held.RetryAfter);
+        Assert.Equal(2, h.Server.Requests.Count);
+
+        h.Time.Advance(Herald.Core.Credentials.CredentialCircuit.InitialPause);
+        var probe = await h.SendAsync(h.Notification());
+
+        Assert.Equal(PushOutcome.CredentialFault, probe.Outcome);
+        Assert.Equal(3, h.Server.Requests.Count); // the probe was not resent: a renewal moments ago would not help
         Assert.Equal(2, h.Server.TokenRequests);
 
         h.Time.Advance(WnsTokenCache.MinRenewInterval);
@@ -330,7 +339,7 @@ public sealed class WnsProviderTests
         var second = await h.SendAsync(h.Notification());
 
         Assert.Equal(new PushResult(PushOutcome.CredentialFault, 400, WnsReasons.AuthFailed), first);
-        Assert.Equal(first, second);
+        Assert.Equal(first with { RetryAfter = Herald.Core.Credentials.CredentialCircuit.InitialPause }, second); // circuit open
         Assert.Equal(1, h.Server.TokenRequests);
         Assert.Empty(h.Server.Requests);
 
@@ -340,26 +349,26 @@ public sealed class WnsProviderTests
     }
 
     [Fact]
-    public async Task Send_TokenEndpointDown_IsCredentialFaultAuthFailed()
+    public async Task Send_TokenEndpointDown_IsRetryAuthUnavailable_NotACredentialFault()
     {
         var port = ClosedPort.Get();
         await using var h = await WnsTestHarness.StartAsync(o => o.TokenUrl = $"http://127.0.0.1:{port}/accesstoken.srf");
 
         var result = await h.SendAsync(h.Notification());
 
-        Assert.Equal(new PushResult(PushOutcome.CredentialFault, 0, WnsReasons.AuthFailed), result);
+        Assert.Equal(new PushResult(PushOutcome.Retry, 0, WnsReasons.AuthUnavailable), result);
         Assert.Empty(h.Server.Requests);
     }
 
     [Fact]
-    public async Task Send_TokenEndpointFails500_IsCredentialFaultAuthFailed()
+    public async Task Send_TokenEndpointFails500_IsRetryAuthUnavailable_NotACredentialFault()
     {
         await using var h = await WnsTestHarness.StartAsync();
         h.Server.FailTokenRequests(1, 500);
 
         var result = await h.SendAsync(h.Notification());
 
-        Assert.Equal(new PushResult(PushOutcome.CredentialFault, 500, WnsReasons.AuthFailed), result);
+        Assert.Equal(new PushResult(PushOutcome.Retry, 500, WnsReasons.AuthUnavailable), result);
     }
 
     [Fact]
@@ -521,7 +530,7 @@ public sealed class WnsProviderTests
 
         var result = await h.SendAsync(h.Notification());
 
-        Assert.Equal(new PushResult(PushOutcome.CredentialFault, 0, WnsReasons.AuthFailed), result);
+        Assert.Equal(new PushResult(PushOutcome.Retry, 0, WnsReasons.AuthUnavailable), result); // a TLS failure: transport, retried
         Assert.Equal(0, h.Server.TokensIssued);
         Assert.Empty(h.Server.Requests);
     }

@@ -85,7 +85,7 @@ internal sealed class WnsTestHarness : IAsyncDisposable
         var wrapped = Microsoft.Extensions.Options.Options.Create(options);
         TokenClient = new WnsTokenClient(wrapped, Time);
         Tokens = new WnsTokenCache(TokenClient, Time, wrapped);
-        Provider = new WnsProvider(wrapped, new OptionsWnsCredentialSource(wrapped), Tokens, Time, NullLogger<WnsProvider>.Instance);
+        Provider = new WnsProvider(wrapped, new OptionsWnsCredentialSource(wrapped, Time), Tokens, Time, NullLogger<WnsProvider>.Instance);
     }
 
     public ClaimedNotification Notification(
