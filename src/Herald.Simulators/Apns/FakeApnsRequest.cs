@@ -30,6 +30,9 @@ public sealed class FakeApnsRequest
     /// <summary>The <c>apns-id</c> answered: the request's, or one the server generated.</summary>
     public required string ApnsId { get; init; }
 
+    /// <summary>The HTTP/2 connection the request came on (Kestrel's connection id): tells reused connections from new ones.</summary>
+    public string ConnectionId { get; init; } = string.Empty;
+
     /// <summary>True when answered 200.</summary>
     public bool Accepted => Status == 200;
 

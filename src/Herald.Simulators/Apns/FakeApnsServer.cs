@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -44,7 +45,8 @@ namespace Herald.Simulators.Apns;
 /// token's <see cref="Script"/>, <see cref="TooManyRequests"/>, and the device registry (410 Unregistered or
 /// ExpiredToken,
 /// 400 BadDeviceToken for the other environment or unknown tokens in strict mode, 400
-/// DeviceTokenNotForTopic); otherwise 200.
+/// DeviceTokenNotForTopic); otherwise 200. A would-be 200 may then meet an injected fault (<see cref="InjectFaults"/>:
+/// 503, stream or connection reset, stall, GOAWAY every N streams), seeded and counted.
 /// </remarks>
 public sealed class FakeApnsServer : IAsyncDisposable
 {
@@ -80,6 +82,13 @@ public sealed class FakeApnsServer : IAsyncDisposable
     private long _answered;
     private long _goAways;
     private int _disposed;
+    private readonly ConcurrentDictionary<string, int>? _receipts;
+    private volatile FaultPlan? _faultPlan;
+    private long _faultSequence;
+    private long _faultsUnavailable;
+    private long _faultsStreamReset;
+    private long _faultsConnectionReset;
+    private long _faultsStall;
 
     private FakeApnsServer(FakeApnsServerOptions options, TimeProvider time, X509Certificate2? certificate)
     {
@@ -97,6 +106,11 @@ public sealed class FakeApnsServer : IAsyncDisposable
         }
 
         _recorder = new RequestRecorder<FakeApnsRequest>(options.RecordRequests, options.MaxRecordedRequests);
+        _receipts = options.KeepReceipts ? new ConcurrentDictionary<string, int>(StringComparer.OrdinalIgnoreCase) : null;
+        if (options.Faults is { } faults)
+        {
+            InjectFaults(faults);
+        }
         Certificate = certificate;
         CertificatePem = certificate?.ExportCertificatePem();
 
@@ -275,6 +289,56 @@ public sealed class FakeApnsServer : IAsyncDisposable
     public long GoAwayCount => Interlocked.Read(ref _goAways);
 
     /// <summary>
+    /// Starts (or replaces, or with null stops) seeded fault injection: 503s, stream and connection resets, stalls and
+    /// a GOAWAY every N streams (see <see cref="FakeApnsFaults"/>). The draw sequence (and <see cref="FakeApnsFaultCounts.Drawn"/>)
+    /// restarts from the seed; the other counters in <see cref="FaultCounts"/> keep counting.
+    /// </summary>
+    public void InjectFaults(FakeApnsFaults? faults)
+    {
+        if (faults is null)
+        {
+            _faultPlan = null;
+            GoAwayEvery(0);
+            return;
+        }
+
+        faults.Validate();
+        Interlocked.Exchange(ref _faultSequence, 0);
+        _faultPlan = new FaultPlan(
+            unchecked((ulong)faults.Seed),
+            faults.ServiceUnavailableRate,
+            faults.ServiceUnavailableRate + faults.StreamResetRate,
+            faults.ServiceUnavailableRate + faults.StreamResetRate + faults.ConnectionResetRate,
+            faults.ServiceUnavailableRate + faults.StreamResetRate + faults.ConnectionResetRate + faults.StallRate,
+            faults.StallDuration);
+        GoAwayEvery(faults.GoAwayEveryStreams);
+    }
+
+    /// <summary>The faults injected so far (a snapshot; GOAWAYs include those of <see cref="GoAwayEvery"/>).</summary>
+    public FakeApnsFaultCounts FaultCounts => new(
+        Interlocked.Read(ref _faultSequence),
+        Interlocked.Read(ref _faultsUnavailable),
+        Interlocked.Read(ref _faultsStreamReset),
+        Interlocked.Read(ref _faultsConnectionReset),
+        Interlocked.Read(ref _faultsStall),
+        GoAwayCount);
+
+    /// <summary>
+    /// With <see cref="FakeApnsServerOptions.KeepReceipts"/>: how many times each <c>apns-id</c> was delivered (accepted,
+    /// including pushes delivered before an injected reset cut off their answer). A count above 1 is a duplicate on the
+    /// device. Empty when receipts are off.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> Receipts => _receipts is null
+        ? new Dictionary<string, int>()
+        : new Dictionary<string, int>(_receipts, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Deliveries of one <c>apns-id</c> so far (0 when never delivered or receipts are off).</summary>
+    public int ReceiptCount(string apnsId) => _receipts is not null && _receipts.TryGetValue(apnsId, out var n) ? n : 0;
+
+    /// <summary>Forgets the receipts (e.g. between the phases of a soak, so the ledger stays bounded).</summary>
+    public void ClearReceipts() => _receipts?.Clear();
+
+    /// <summary>
     /// Answers for the next valid requests to <paramref name="token"/>, consumed in order (status 200 accepts;
     /// 410 carries the current time as timestamp). Appends to what is already scripted.
     /// </summary>
@@ -399,9 +463,51 @@ public sealed class FakeApnsServer : IAsyncDisposable
                 apnsId = Guid.NewGuid().ToString("D").ToUpperInvariant(); // Apple generates upper-case UUIDs
             }
 
+            var fault = Fault.None;
+            var plan = _faultPlan;
+            if (verdict.Status == 200 && plan is not null)
+            {
+                fault = plan.Draw(Interlocked.Increment(ref _faultSequence));
+                if (fault == Fault.ServiceUnavailable)
+                {
+                    Interlocked.Increment(ref _faultsUnavailable);
+                    verdict = new(503, "ServiceUnavailable");
+                }
+            }
+
             // Record before answering: a client that has its response must find the request recorded.
             var record = _recorder.WantsRecord ? Record(request, path, token, body, length, receivedAt, verdict, apnsId) : null;
             _recorder.Complete(verdict.Status == 200, verdict.Status, verdict.Reason, record);
+            if (verdict.Status == 200)
+            {
+                _receipts?.AddOrUpdate(apnsId, 1, static (_, n) => n + 1);
+            }
+
+            switch (fault)
+            {
+                case Fault.StreamReset:
+                    // Delivered, but the answer never comes: Kestrel resets this stream (RST_STREAM) only.
+                    Interlocked.Increment(ref _faultsStreamReset);
+                    context.Abort();
+                    return;
+                case Fault.ConnectionReset:
+                    Interlocked.Increment(ref _faultsConnectionReset);
+                    AbortConnection(context);
+                    return;
+                case Fault.Stall:
+                    Interlocked.Increment(ref _faultsStall);
+                    try
+                    {
+                        await Task.Delay(plan!.StallDuration, _time, context.RequestAborted).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return; // the client gave up (or the server stops)
+                    }
+
+                    break;
+            }
+
             await WriteAsync(context.Response, verdict, apnsId).ConfigureAwait(false);
             var every = Volatile.Read(ref _goAwayEvery);
             if (every > 0 && Interlocked.Increment(ref _answered) % every == 0
@@ -417,6 +523,31 @@ public sealed class FakeApnsServer : IAsyncDisposable
             {
                 ArrayPool<byte>.Shared.Return(body);
             }
+        }
+    }
+
+    /// <summary>Drops the whole TCP connection with an RST (linger 0), failing every stream in flight on it.</summary>
+    private static void AbortConnection(HttpContext context)
+    {
+        if (context.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
+        {
+            try
+            {
+                socket.LingerState = new LingerOption(enable: true, seconds: 0);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already closing: the abort below still ends it.
+            }
+        }
+
+        if (context.Features.Get<IConnectionLifetimeFeature>() is { } connection)
+        {
+            connection.Abort();
+        }
+        else
+        {
+            context.Abort();
         }
     }
 
@@ -647,6 +778,7 @@ public sealed class FakeApnsServer : IAsyncDisposable
             Status = verdict.Status,
             Reason = verdict.Reason,
             ApnsId = apnsId,
+            ConnectionId = request.HttpContext.Connection.Id,
         };
     }
 
@@ -748,6 +880,34 @@ public sealed class FakeApnsServer : IAsyncDisposable
     }
 
     private static string? Single(StringValues values) => values.Count == 0 ? null : values[0];
+
+    private enum Fault
+    {
+        None,
+        ServiceUnavailable,
+        StreamReset,
+        ConnectionReset,
+        Stall,
+    }
+
+    /// <summary>Cumulative thresholds of the fault rates; the n-th draw is a pure function of (seed, n).</summary>
+    private sealed record FaultPlan(ulong Seed, double Unavailable, double StreamReset, double ConnectionReset, double Stall, TimeSpan StallDuration)
+    {
+        public Fault Draw(long n)
+        {
+            // SplitMix64 of (seed, n): stateless, so concurrent requests need no lock and a seed replays exactly.
+            var z = unchecked(Seed * 0x9E3779B97F4A7C15UL + (ulong)n * 0xBF58476D1CE4E5B9UL);
+            z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+            z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+            z ^= z >> 31;
+            var u = (z >> 11) * (1.0 / (1UL << 53));
+            return u < Unavailable ? Fault.ServiceUnavailable
+                : u < StreamReset ? Fault.StreamReset
+                : u < ConnectionReset ? Fault.ConnectionReset
+                : u < Stall ? Fault.Stall
+                : Fault.None;
+        }
+    }
 
     private readonly record struct Verdict(int Status, string? Reason, TimeSpan? RetryAfter = null, DateTimeOffset? Timestamp = null);
 

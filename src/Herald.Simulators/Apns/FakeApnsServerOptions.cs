@@ -71,4 +71,13 @@ public sealed class FakeApnsServerOptions
 
     /// <summary>The most requests kept; older ones are dropped first.</summary>
     public int MaxRecordedRequests { get; set; } = 100_000;
+
+    /// <summary>
+    /// Count deliveries per <c>apns-id</c> (<see cref="FakeApnsServer.Receipts"/>): a light ledger for load tests that
+    /// keep no request log, to prove every notification arrived and to count duplicates. Off by default.
+    /// </summary>
+    public bool KeepReceipts { get; set; }
+
+    /// <summary>Faults injected from the start (see <see cref="FakeApnsFaults"/>); null for none. <see cref="FakeApnsServer.InjectFaults"/> changes them later.</summary>
+    public FakeApnsFaults? Faults { get; set; }
 }
