@@ -34,6 +34,9 @@ internal sealed class ApnsTestHarness : IAsyncDisposable
     public ApnsTokenCache Tokens { get; private set; } = null!;
     public ApnsProvider Provider { get; private set; } = null!;
 
+    /// <summary>The live connection settings the provider reads (what <c>/v1/admin/settings</c> changes in the server).</summary>
+    public MutableConnectionSettings Live { get; } = new();
+
     /// <param name="configure">Changes to the provider's options.</param>
     /// <param name="tls">The production server speaks TLS with a self-signed certificate.</param>
     /// <param name="trustCertificate">With <paramref name="tls"/>: pin the server's certificate (TrustedCertificateFile).</param>
@@ -87,7 +90,7 @@ internal sealed class ApnsTestHarness : IAsyncDisposable
         var wrapped = Microsoft.Extensions.Options.Options.Create(options);
         _credentials = new OptionsApnsCredentialSource(wrapped);
         Tokens = new ApnsTokenCache(Time, wrapped);
-        Provider = new ApnsProvider(wrapped, _credentials, Tokens, Time, NullLogger<ApnsProvider>.Instance);
+        Provider = new ApnsProvider(wrapped, _credentials, Tokens, Time, NullLogger<ApnsProvider>.Instance, liveSettings: Live);
     }
 
     public ClaimedNotification Notification(

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace Herald.Server.Tests;
@@ -80,6 +81,33 @@ public sealed class QueueApiTests
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
         using var badScope = await gw.Client.PutAsync("v1/admin/settings", Json("""{"lanes":{"standard":{"scope":"galaxy"}}}"""), ct);
         Assert.Equal(HttpStatusCode.BadRequest, badScope.StatusCode);
+    }
+
+    [Fact]
+    public async Task Settings_ConnectionIdleTime_IsValidatedSavedAndReadLive()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var gw = await GatewayHarness.StartAsync(cancellationToken: ct);
+        var live = gw.App.Services.GetRequiredService<Herald.Core.Settings.ILiveConnectionSettings>();
+
+        using var initial = JsonDocument.Parse(await gw.Client.GetStringAsync("v1/admin/settings", ct));
+        Assert.False(initial.RootElement.GetProperty("connections").TryGetProperty("idleTimeout", out _)); // null: not written
+        Assert.Null(live.IdleTimeout); // each provider's configured idle time
+
+        var saved = await PutSettingsAsync(gw.Client, """{"connections":{"idleTimeout":"00:02:30"}}""", ct);
+        Assert.Equal("00:02:30", saved.GetProperty("connections").GetProperty("idleTimeout").GetString());
+        Assert.Equal(50, saved.GetProperty("lanes").GetProperty("standard").GetProperty("ratePerMinute").GetInt32()); // the rest kept
+        Assert.Equal(TimeSpan.FromSeconds(150), live.IdleTimeout); // what the providers read on their next send
+
+        foreach (var bad in new[] { "00:00:01", "02:00:00", "soon" })
+        {
+            using var response = await gw.Client.PutAsync("v1/admin/settings", Json("{\"connections\":{\"idleTimeout\":\"" + bad + "\"}}"), ct);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("connections.idleTimeout", await response.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
+        }
+
+        await PutSettingsAsync(gw.Client, """{"connections":{"idleTimeout":null}}""", ct);
+        Assert.Null(live.IdleTimeout);
     }
 
     [Fact]

@@ -29,6 +29,22 @@ public sealed record RetrySettings
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromHours(1);
 }
 
+/// <summary>Provider connection settings that change at runtime.</summary>
+public sealed record ConnectionSettings
+{
+    /// <summary>The shortest idle time a live setting may ask for.</summary>
+    public static readonly TimeSpan MinIdleTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The longest idle time a live setting may ask for.</summary>
+    public static readonly TimeSpan MaxIdleTimeout = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// How long an APNs, FCM or WNS connection stays open without sends before it is closed; null = each provider's
+    /// configured <c>IdleTimeout</c> (60 s by default).
+    /// </summary>
+    public TimeSpan? IdleTimeout { get; init; }
+}
+
 /// <summary>
 /// The queue settings that change at runtime (CONTRACT §3 <c>/v1/admin/settings</c>): stored in the
 /// database, applied on every node within seconds, every change audited.
@@ -42,6 +58,9 @@ public sealed record QueueSettings
     public LaneSettings Standard { get; init; } = new() { RatePerMinute = 50 };
 
     public RetrySettings Retry { get; init; } = new();
+
+    /// <summary>Provider connections (idle time).</summary>
+    public ConnectionSettings Connections { get; init; } = new();
 
     /// <summary>Defaults as documented.</summary>
     public static QueueSettings Default { get; } = new();
@@ -65,6 +84,11 @@ public sealed record QueueSettings
         if (Retry.MaxDelay < Retry.InitialDelay || Retry.MaxDelay > TimeSpan.FromDays(7))
         {
             errors.Add("retry.maxDelay must be at least retry.initialDelay and at most 7.00:00:00.");
+        }
+
+        if (Connections.IdleTimeout is { } idle && (idle < ConnectionSettings.MinIdleTimeout || idle > ConnectionSettings.MaxIdleTimeout))
+        {
+            errors.Add("connections.idleTimeout must be between 00:00:05 and 01:00:00, or null for the configured default.");
         }
 
         return errors;

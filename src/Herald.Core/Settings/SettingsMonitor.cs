@@ -10,7 +10,7 @@ namespace Herald.Core.Settings;
 /// changes them (at once) and every <see cref="RefreshInterval"/> (so a change made on another node
 /// applies here within that time, well inside the 5 seconds promised), without a restart.
 /// </summary>
-public sealed partial class SettingsMonitor : IDisposable
+public sealed partial class SettingsMonitor : ILiveConnectionSettings, IDisposable
 {
     /// <summary>How often the store is asked whether another node changed the settings.</summary>
     public static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(2);
@@ -40,6 +40,9 @@ public sealed partial class SettingsMonitor : IDisposable
 
     /// <summary>The settings in force now.</summary>
     public QueueSettings Current => _current.Settings;
+
+    /// <inheritdoc />
+    public TimeSpan? IdleTimeout => _current.Settings.Connections.IdleTimeout;
 
     /// <summary>The settings in force with their version and last change.</summary>
     public StoredSettings CurrentStored => _current;

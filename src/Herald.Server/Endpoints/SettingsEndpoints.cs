@@ -80,6 +80,10 @@ internal static class SettingsEndpoints
             InitialDelay = stored.Settings.Retry.InitialDelay.ToString("c", CultureInfo.InvariantCulture),
             MaxDelay = stored.Settings.Retry.MaxDelay.ToString("c", CultureInfo.InvariantCulture),
         },
+        Connections = new ConnectionSettingsDto
+        {
+            IdleTimeout = stored.Settings.Connections.IdleTimeout?.ToString("c", CultureInfo.InvariantCulture),
+        },
         Version = stored.Version,
         UpdatedAt = stored.Version == 0 ? null : stored.UpdatedAt,
         UpdatedBy = stored.Version == 0 ? null : stored.UpdatedBy,
@@ -148,6 +152,23 @@ internal static class SettingsEndpoints
             }
 
             result = result with { Retry = r };
+        }
+
+        if (dto.Connections is { } connections)
+        {
+            TimeSpan? idle = null;
+            if (!string.IsNullOrWhiteSpace(connections.IdleTimeout))
+            {
+                if (!TimeSpan.TryParse(connections.IdleTimeout, CultureInfo.InvariantCulture, out var d))
+                {
+                    error = "connections.idleTimeout must be a duration such as \"00:01:00\", or null for the configured default.";
+                    return false;
+                }
+
+                idle = d;
+            }
+
+            result = result with { Connections = new ConnectionSettings { IdleTimeout = idle } };
         }
 
         return true;
