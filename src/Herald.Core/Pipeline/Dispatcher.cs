@@ -361,6 +361,11 @@ public sealed partial class Dispatcher : IDisposable
             return notification;
         }
 
+        if (notification.Content.EncryptTo is not null)
+        {
+            return notification.WithContent(EncryptedPreview.Seal(notification.Content, registrationId, preview)); // style preview-encrypted
+        }
+
         return notification.WithContent(notification.Content with
         {
             Title = string.IsNullOrEmpty(preview.From) ? notification.Content.Title : preview.From,

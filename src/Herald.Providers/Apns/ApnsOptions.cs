@@ -64,6 +64,13 @@ public sealed class ApnsOptions
     /// <summary>How long establishing a connection (TCP and TLS) may take.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// HTTP/2 connections per APNs endpoint at most (default 1). With more, one is used while it has fewer than 100 requests
+    /// in flight and the next ones only under load (Apple recommends several connections for high volume over a real
+    /// network). Against the fake APNs in the same process on 2 cores, 4 were no faster than 1 and cost more CPU.
+    /// </summary>
+    public int MaxConnections { get; set; } = 1;
+
     /// <summary>Connections idle this long are closed.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -163,6 +170,11 @@ public sealed class ApnsOptions
         if (options.Proxy is { } proxy)
         {
             errors.AddRange(OutboundProxyOptions.Validate(proxy));
+        }
+
+        if (options.MaxConnections is < 1 or > 64)
+        {
+            errors.Add($"{SectionName}:{nameof(MaxConnections)} must be between 1 and 64; it is {options.MaxConnections}.");
         }
 
         CheckPositive(errors, nameof(ConnectTimeout), options.ConnectTimeout);

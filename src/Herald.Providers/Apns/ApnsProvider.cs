@@ -11,6 +11,7 @@ using Herald.Core.Pipeline;
 using Herald.Core.Ports;
 using Herald.Core.Registrations;
 using Herald.Core.Security;
+using Herald.Core.Settings;
 using Herald.Providers.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -38,6 +39,13 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
 
     /// <summary>Certificates expiring within this time are warned about (logs and readiness).</summary>
     public static readonly TimeSpan ExpiryWarning = TimeSpan.FromDays(30);
+
+    /// <summary>Sends of a refused stream (REFUSED_STREAM, after SocketsHttpHandler's own three) before it is a retry.</summary>
+    internal const int MaxRefusedResends = 2;
+
+    // HTTP/2 error code REFUSED_STREAM (RFC 9113 §7).
+    private const long RefusedStreamCode = 0x7;
+
     private const string PriorityImmediate = "10";
     private const string PriorityPowerAware = "5";
 
@@ -56,6 +64,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
     private readonly ApnsOptions _options;
     private readonly X509Certificate2? _trusted;
     private readonly CredentialHealth? _health;
+    private readonly ILiveConnectionSettings? _live;
     private readonly ConcurrentDictionary<(string Thumbprint, bool Sandbox), ApnsEndpoint> _certificateEndpoints = new();
     private readonly ConditionalWeakTable<ApnsCertificateCredential, object> _expiryChecked = new();
     private long _lastCredentialWarning;
@@ -69,8 +78,9 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         IApnsTokenCache tokenCache,
         TimeProvider time,
         ILogger<ApnsProvider> logger,
-        CredentialHealth? health = null)
-        : this(options, credentials, tokenCache, time, logger, owned: null, health)
+        CredentialHealth? health = null,
+        ILiveConnectionSettings? liveSettings = null)
+        : this(options, credentials, tokenCache, time, logger, owned: null, health, liveSettings)
     {
     }
 
@@ -81,7 +91,8 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         TimeProvider time,
         ILogger logger,
         IDisposable? owned,
-        CredentialHealth? health = null)
+        CredentialHealth? health = null,
+        ILiveConnectionSettings? liveSettings = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
@@ -105,8 +116,9 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         _options = o;
         _health = health;
         _trusted = string.IsNullOrWhiteSpace(o.TrustedCertificateFile) ? null : LoadCertificate(o.TrustedCertificateFile);
-        _production = new ApnsEndpoint("production", o.ProductionUrl, o, _trusted);
-        _sandbox = new ApnsEndpoint("sandbox", o.SandboxUrl, o, _trusted);
+        _live = liveSettings;
+        _production = new ApnsEndpoint("production", o.ProductionUrl, o, _trusted, live: liveSettings, time: time);
+        _sandbox = new ApnsEndpoint("sandbox", o.SandboxUrl, o, _trusted, live: liveSettings, time: time);
         _owned = owned;
         TokenCache = tokenCache;
         if (credentials is OptionsApnsCredentialSource { Certificate: { } configured })
@@ -392,7 +404,9 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
                 sandbox ? _options.SandboxUrl : _options.ProductionUrl,
                 _options,
                 _trusted,
-                credential.Certificate.Certificate);
+                credential.Certificate.Certificate,
+                _live,
+                _time);
             _certificateEndpoints[key] = endpoint;
             return endpoint;
         }
@@ -440,6 +454,12 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             : new PushResult(outcome, status, reason, retryAfter, outcome == PushOutcome.TokenInvalid ? timestamp : null);
     }
 
+    /// <summary>
+    /// One send as the dispatcher sees it. A stream APNs refused (RST_STREAM REFUSED_STREAM: not processed, RFC 9113
+    /// §8.7) that SocketsHttpHandler already resent three times on its own is sent again here, as a new request with the
+    /// same apns-id, up to <see cref="MaxRefusedResends"/> times: a burst on a new connection that meets APNs' initial
+    /// one-stream limit (SocketsHttpHandler assumes 100 until the server's SETTINGS arrive) then costs no attempt.
+    /// </summary>
     private async ValueTask<PushResult> SendOnceAsync(
         ApnsEndpoint endpoint,
         ClaimedNotification notification,
@@ -447,6 +467,25 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         byte[] payload,
         ApnsProviderToken? token,
         bool voip,
+        CancellationToken cancellationToken)
+    {
+        var result = await SendAttemptAsync(endpoint, notification, topic, payload, token, voip, MaxRefusedResends == 0, cancellationToken).ConfigureAwait(false);
+        for (var resend = 1; resend <= MaxRefusedResends && result.Reason == ApnsReasons.RefusedStream; resend++)
+        {
+            result = await SendAttemptAsync(endpoint, notification, topic, payload, token, voip, resend == MaxRefusedResends, cancellationToken).ConfigureAwait(false);
+        }
+
+        return result;
+    }
+
+    private async ValueTask<PushResult> SendAttemptAsync(
+        ApnsEndpoint endpoint,
+        ClaimedNotification notification,
+        string topic,
+        byte[] payload,
+        ApnsProviderToken? token,
+        bool voip,
+        bool lastTry,
         CancellationToken cancellationToken)
     {
         var kind = notification.Content.Kind;
@@ -493,7 +532,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             : default;
         try
         {
-            using var response = await endpoint.Invoker.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            using var response = await endpoint.SendAsync(request, timeout.Token).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status == 200)
             {
@@ -510,6 +549,16 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         {
             LogTransport(endpoint, notification.Id, ApnsReasons.Timeout, ex);
             return new PushResult(PushOutcome.Retry, 0, ApnsReasons.Timeout);
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is HttpProtocolException { ErrorCode: RefusedStreamCode })
+        {
+            // Refused again after SocketsHttpHandler's own resends: not processed, safe to send again.
+            if (lastTry)
+            {
+                LogTransport(endpoint, notification.Id, ApnsReasons.RefusedStream, ex);
+            }
+
+            return new PushResult(PushOutcome.Retry, 0, ApnsReasons.RefusedStream);
         }
         catch (Exception ex) when (ex is HttpRequestException or IOException or ObjectDisposedException)
         {

@@ -115,6 +115,7 @@ internal static class BenchStreamingCommand
             var emitted = new Dictionary<string, DateTimeOffset>(mails);
             var interval = TimeSpan.FromSeconds(1.0 / rate);
             var clock = Stopwatch.StartNew();
+            var clockStart = DateTimeOffset.UtcNow;
             for (var k = 0; k < mails; k++)
             {
                 var i = (int)((k * (long)step + (k / Math.Max(1, count / step))) % count);
@@ -137,12 +138,13 @@ internal static class BenchStreamingCommand
             node.Refresh();
             var peakRss = node.PeakWorkingSet64;
             var rss = node.WorkingSet64;
-            var latencies = apns.Requests
+            var byEmit = apns.Requests
                 .Where(q => q.Accepted && emitted.ContainsKey(q.Token))
                 .GroupBy(q => q.Token)
-                .Select(g => (g.Min(q => q.ReceivedAt) - emitted[g.Key]).TotalMilliseconds)
-                .Order()
+                .Select(g => (Emitted: emitted[g.Key], Ms: (g.Min(q => q.ReceivedAt) - emitted[g.Key]).TotalMilliseconds))
                 .ToList();
+            var latencies = byEmit.Select(x => x.Ms).Order().ToList();
+            PrintTimeline(byEmit, clockStart);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"memory: node RSS {idleRss / 1048576.0:0} MiB streaming, {rss / 1048576.0:0} MiB after the run, peak {peakRss / 1048576.0:0} MiB"));
             if (latencies.Count == 0)
@@ -172,6 +174,21 @@ internal static class BenchStreamingCommand
                 // Left for the OS's temp cleanup.
             }
         }
+    }
+
+    /// <summary>
+    /// The slowest push of each second of the run (by emit time), so a periodic stall (a poll interval, a pass of the
+    /// worker, a checkpoint) shows as a pattern instead of hiding in the percentiles.
+    /// </summary>
+    private static void PrintTimeline(List<(DateTimeOffset Emitted, double Ms)> byEmit, DateTimeOffset start)
+    {
+        var line = new System.Text.StringBuilder("slowest push per second of emit (ms):");
+        foreach (var second in byEmit.GroupBy(x => (int)Math.Floor((x.Emitted - start).TotalSeconds)).OrderBy(g => g.Key))
+        {
+            line.Append(CultureInfo.InvariantCulture, $" {second.Key}s:{second.Max(x => x.Ms):0}");
+        }
+
+        Console.WriteLine(line.ToString());
     }
 
     private static double Percentile(List<double> sorted, double p) => sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];

@@ -193,8 +193,10 @@ public static partial class HeraldApp
         services.AddSingleton<Dispatcher>();
         services.AddSingleton<LeaseReaper>();
         services.AddSingleton<SettingsMonitor>();
+        services.AddSingleton<ILiveConnectionSettings>(sp => sp.GetRequiredService<SettingsMonitor>());
         services.AddSingleton<LaneThrottle>();
         services.AddSingleton<CredentialHealth>();
+        services.AddSingleton<Herald.Core.Connectors.ConnectorHealth>();
         services.AddHostedService<PipelineWorker>();
 
         // The farm: heartbeat and load, work leases, leader election and leader duties (also a farm of one on SQLite).
@@ -284,6 +286,8 @@ public static partial class HeraldApp
         });
 
         RegistrationEndpoints.Map(v1);
+        RegistrationSearchEndpoints.Map(v1);
+        ConnectorStateEndpoints.Map(v1);
         NotificationEndpoints.Map(v1);
         TenantEndpoints.Map(v1);
         CredentialEndpoints.Map(v1);

@@ -28,6 +28,7 @@ public sealed partial class PostgresStore
             INSERT INTO notification_attempts (notification_id, attempt, at, outcome, status, reason)
             SELECT d.id, CASE WHEN d.attempt > 0 THEN d.attempt ELSE d.attempts END, d.at, d.state, d.status, d.reason
             FROM done AS d
+            WHERE NOT (d.state = 3 AND d.attempt = 1) -- a first attempt that was sent: the row itself records it
             ORDER BY d.ord),
         pushes AS (
             UPDATE registrations AS r SET last_push_at = p.at, last_push_result = p.result
@@ -42,6 +43,8 @@ public sealed partial class PostgresStore
 
     private async Task<int> CompleteAsync(NpgsqlConnection c, string owner, IReadOnlyList<DeliveryOutcome> outcomes, CancellationToken ct)
     {
+        await RelaxCommitAsync(c, ct).ConfigureAwait(false);
+
         // Dead tokens (which deactivate the registration) take the long way, one by one; so does a second
         // outcome for the same id (the first one wins, as one by one).
         List<DeliveryOutcome>? batch = null;

@@ -531,12 +531,25 @@ public sealed partial class PostgresStore
         return again;
     }
 
+    /// <summary>
+    /// This transaction commits without waiting for the WAL flush (<c>synchronous_commit = off</c>): for claims and
+    /// completions only, as the SQLite store's <c>synchronous=NORMAL</c>. PostgreSQL writes the WAL in order, so a crash can
+    /// only lose the last such commits (a resend when their leases expire: a duplicate, never a loss), and any later
+    /// synchronous commit (an enqueue, an ingest) flushes them with it.
+    /// </summary>
+    private static async Task RelaxCommitAsync(NpgsqlConnection c, CancellationToken ct)
+    {
+        await using var command = Pg.Command(c, "SET LOCAL synchronous_commit = off");
+        await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+    }
+
     private static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b)
         => a is null ? b : b is null ? a : (a.Value <= b.Value ? a : b);
 
     private static async Task<List<ClaimedNotification>> ClaimAsync(
         NpgsqlConnection c, string owner, ClaimLimits limits, DateTimeOffset now, TimeSpan lease, CancellationToken ct)
     {
+        await RelaxCommitAsync(c, ct).ConfigureAwait(false);
         var claimed = new List<ClaimedNotification>(Math.Min(limits.Total, 1024));
         var perTenant = new Dictionary<string, int>(StringComparer.Ordinal);
         if (limits.Priority > 0)

@@ -8,9 +8,16 @@ public sealed partial class PostgresStore
 {
     private const string SelectNotificationSql = "SELECT " + RecordColumns + " FROM notifications WHERE id = @id";
 
+    // A first attempt that was sent has no attempt row (see CompleteBatchSql): the notification row stands for it, listed
+    // last (it ended the notification).
     private const string SelectAttemptsSql = """
-        SELECT notification_id, attempt, at, outcome, status, reason FROM notification_attempts
-        WHERE notification_id = @id ORDER BY id
+        SELECT notification_id, attempt, at, outcome, status, reason, 0 AS k, id AS o FROM notification_attempts
+        WHERE notification_id = @id
+        UNION ALL
+        SELECT id, attempts, sent_at, 3::smallint, last_status, last_reason, 1, 0 FROM notifications
+        WHERE id = @id AND state = 3 AND sent_at IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM notification_attempts WHERE notification_id = @id AND outcome = 3)
+        ORDER BY k, o
         """;
 
     private const string InsertRequestSql = """

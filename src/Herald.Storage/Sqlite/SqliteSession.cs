@@ -17,6 +17,7 @@ internal sealed class SqliteSession : IDisposable
     private readonly Dictionary<string, SqliteStatement> _statements = new(StringComparer.Ordinal);
     private readonly byte[] _random = new byte[16 * UuidsPerFill];
     private int _randomUsed = UuidsPerFill;
+    private bool _fullSync = true; // the writer's pragmas say FULL
 
     private SqliteSession(SqliteConnection connection) => Connection = connection;
 
@@ -102,6 +103,23 @@ internal sealed class SqliteSession : IDisposable
 
     /// <summary><c>BEGIN IMMEDIATE</c>: takes the write lock up front, so a read-then-write never fails to upgrade.</summary>
     public void Begin() => Statement("BEGIN IMMEDIATE").Execute();
+
+    /// <summary>
+    /// Sets <c>synchronous</c> for the next transactions (outside a transaction only): FULL syncs the WAL at every commit;
+    /// NORMAL leaves it to the next FULL commit or checkpoint. In WAL mode a commit is only recovered after a crash with
+    /// every commit before it (the frames are checksummed in a chain), so a FULL commit makes all earlier NORMAL commits
+    /// durable too; a power loss can only take the last NORMAL commits since the last FULL one.
+    /// </summary>
+    public void SetFullSync(bool full)
+    {
+        if (_fullSync == full)
+        {
+            return;
+        }
+
+        Statement(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL").Execute();
+        _fullSync = full;
+    }
 
     public void Commit() => Statement("COMMIT").Execute();
 

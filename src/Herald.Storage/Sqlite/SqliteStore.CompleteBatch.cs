@@ -16,7 +16,9 @@ public sealed partial class SqliteStore
         FROM json_each(@outcomes)
         """;
 
-    // Written before the rows change, so the fence (still leased to @owner) is the one the update applies.
+    // Written before the rows change, so the fence (still leased to @owner) is the one the update applies. A first attempt
+    // that was sent gets no row: the notification row itself says sent, when, and the provider's status and reason, and
+    // GetAttemptsAsync shows it as that attempt (SelectAttemptsSql), so every attempt is still listed.
     private const string InsertAttemptsBatchSql = """
         INSERT INTO notification_attempts (notification_id, attempt, at, outcome, status, reason)
         SELECT n.id, CASE WHEN o.attempt > 0 THEN o.attempt ELSE n.attempts END, o.completed_at, o.state, o.status, o.reason
@@ -24,7 +26,7 @@ public sealed partial class SqliteStore
         """ + OutcomeColumns + """
         ) AS o
         JOIN notifications AS n ON n.id = o.id
-        WHERE n.lease_owner = @owner AND n.state = 1
+        WHERE n.lease_owner = @owner AND n.state = 1 AND NOT (o.state = 3 AND o.attempt = 1)
         """;
 
     // Terminal outcomes only (sent, failed, expired, dead): the row ends, and forgets its token unless it
@@ -82,7 +84,10 @@ public sealed partial class SqliteStore
     private static int CompleteBatch(SqliteSession s, string owner, List<DeliveryOutcome> batch)
     {
         var json = WriteOutcomes(batch);
-        s.Statement(InsertAttemptsBatchSql, "@outcomes", "@owner").Set(0, json).Set(1, owner).Execute();
+        if (batch.Exists(static o => !IsFirstAttemptSent(o)))
+        {
+            s.Statement(InsertAttemptsBatchSql, "@outcomes", "@owner").Set(0, json).Set(1, owner).Execute();
+        }
 
         var applied = 0;
         Dictionary<long, string>? registrationOf = null;
@@ -105,6 +110,9 @@ public sealed partial class SqliteStore
 
         return applied;
     }
+
+    /// <summary>A first attempt that was sent: recorded by the notification row alone (see <see cref="InsertAttemptsBatchSql"/>).</summary>
+    internal static bool IsFirstAttemptSent(DeliveryOutcome outcome) => outcome.State == NotificationState.Sent && outcome.Attempt == 1;
 
     private static string WriteOutcomes(List<DeliveryOutcome> batch)
     {

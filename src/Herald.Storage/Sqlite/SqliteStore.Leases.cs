@@ -19,6 +19,6 @@ public sealed partial class SqliteStore
         }
 
         var json = "[" + string.Join(',', ids) + "]";
-        return WriteAsync(s => s.Statement(RenewLeasesSql, "@lease_until", "@ids", "@owner").Set(0, until).Set(1, json).Set(2, owner).Execute(), cancellationToken);
+        return WriteAsync(s => s.Statement(RenewLeasesSql, "@lease_until", "@ids", "@owner").Set(0, until).Set(1, json).Set(2, owner).Execute(), cancellationToken, relaxed: true);
     }
 }

@@ -217,7 +217,7 @@ public sealed partial class SqliteStore
             return [];
         }
 
-        return await WriteAsync(s => Claim(s, owner, limits, now, lease), cancellationToken).ConfigureAwait(false);
+        return await WriteAsync(s => Claim(s, owner, limits, now, lease), cancellationToken, relaxed: true).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -239,7 +239,7 @@ public sealed partial class SqliteStore
             }
         }
 
-        return await WriteAsync(s => Complete(s, owner, outcomes), cancellationToken).ConfigureAwait(false);
+        return await WriteAsync(s => Complete(s, owner, outcomes), cancellationToken, relaxed: true).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

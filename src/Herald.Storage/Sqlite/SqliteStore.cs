@@ -8,7 +8,8 @@ namespace Herald.Storage.Sqlite;
 /// Herald's store on one SQLite file: the durable notification queue, ingest, registrations, tenants and keys.
 /// <para>
 /// Durability: WAL journal with <c>synchronous=FULL</c>, so a committed transaction survives power loss and
-/// SIGKILL; callers acknowledge only after a method returns. Writes go through one dedicated connection
+/// SIGKILL; callers acknowledge only after a method returns. Claims, completions and lease renewals alone commit
+/// with <c>synchronous=NORMAL</c> (they survive SIGKILL; power loss may take the last of them: a resend, never a loss). Writes go through one dedicated connection
 /// guarded by an async gate (SQLite has one writer; queuing in-process is cheaper than lock retries),
 /// each write is one short <c>BEGIN IMMEDIATE</c> transaction of prepared, reused statements. Reads use a
 /// small pool of read-only connections and never wait for the writer (WAL snapshots).
@@ -181,6 +182,8 @@ public sealed partial class SqliteStore : IHeraldStore
             }
         }
 
+        StopCheckpointer();
+
         // The writer closes last: closing the last connection checkpoints the WAL into the main file.
         _writer?.Dispose();
         _writer = null;
@@ -199,6 +202,7 @@ public sealed partial class SqliteStore : IHeraldStore
             }
 
             Log.Opened(_logger, FilePath, mode);
+            ApplyPageLimit(session);
             return session;
         }
         catch
@@ -213,7 +217,13 @@ public sealed partial class SqliteStore : IHeraldStore
     /// caller at a time. Commits when it returns; rolls back and rethrows when it (or the commit) throws.
     /// The work is synchronous: SQLite is, and it keeps the gate's hold time to the transaction itself.
     /// </summary>
-    private async Task<T> WriteAsync<T>(Func<SqliteSession, T> work, CancellationToken cancellationToken)
+    /// <param name="work">The transaction's work.</param>
+    /// <param name="cancellationToken">Cancels the wait for the write connection.</param>
+    /// <param name="relaxed">
+    /// Commit with <c>synchronous=NORMAL</c> (no fsync): only for claims, completions and lease renewals, whose loss on
+    /// power failure means a resend (a duplicate, never a loss); the next FULL commit makes them durable with it.
+    /// </param>
+    private async Task<T> WriteAsync<T>(Func<SqliteSession, T> work, CancellationToken cancellationToken, bool relaxed = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
 
@@ -228,17 +238,33 @@ public sealed partial class SqliteStore : IHeraldStore
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var session = _writer ??= OpenWriter();
-            session.Begin();
+            if (relaxed)
+            {
+                session.SetFullSync(false);
+            }
+
             try
             {
-                var result = work(session);
-                session.Commit();
-                return result;
+                session.Begin();
+                try
+                {
+                    var result = work(session);
+                    session.Commit();
+                    NoteCommit();
+                    return result;
+                }
+                catch
+                {
+                    Abort(session);
+                    throw;
+                }
             }
-            catch
+            finally
             {
-                Abort(session);
-                throw;
+                if (relaxed && _writer == session)
+                {
+                    session.SetFullSync(true); // every other write (enqueue, ingest, the API) commits with FULL
+                }
             }
         }
         finally
@@ -351,6 +377,7 @@ public sealed partial class SqliteStore : IHeraldStore
         }
 
         var now = _time.GetUtcNow();
+        RegisterTokenFingerprintFunction(s.Connection); // 0011 fills existing rows with it
         foreach (var migration in migrations)
         {
             if (applied.Contains(migration.Version))
