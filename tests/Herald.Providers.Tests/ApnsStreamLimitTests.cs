@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Herald.Core.Notifications;
 using Herald.Core.Registrations;
 using Herald.Providers.Apns;
+using Herald.Simulators.Apns;
 using Xunit;
 
 namespace Herald.Providers.Tests;

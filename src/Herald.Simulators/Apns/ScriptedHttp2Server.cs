@@ -4,10 +4,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Herald.Providers.Tests;
+namespace Herald.Simulators.Apns;
 
 /// <summary>What <see cref="ScriptedHttp2Server"/> does to the first connection once it holds enough requests.</summary>
-internal enum Http2Script
+public enum Http2Script
 {
     /// <summary>Answers every complete request with 200 at once.</summary>
     AnswerAll,
@@ -37,9 +37,12 @@ internal enum Http2Script
 /// SETTINGS_MAX_CONCURRENT_STREAMS on a live connection, refuse streams with REFUSED_STREAM on cue, and send GOAWAY
 /// with debug data. It answers <c>:status 200</c> (HPACK static index 8) with no body, reads each request's
 /// <c>apns-id</c> (the .NET client sends literals without Huffman coding or the dynamic table), and records per
-/// connection how many streams were open at once. Test-only: small frames, no flow control beyond the defaults.
+/// connection how many streams were open at once. It is the fake APNs' frame-level companion: <see cref="FakeApnsServer"/>
+/// (Kestrel) covers the API and its rules, this one APNs' connection behaviour (a GOAWAY carrying
+/// <c>{"reason":"Shutdown"}</c>, a stream limit lowered after the connection opened, refused streams). For tests only:
+/// small frames, no flow control beyond the defaults.
 /// </summary>
-internal sealed class ScriptedHttp2Server : IAsyncDisposable
+public sealed class ScriptedHttp2Server : IAsyncDisposable
 {
     private const byte Data = 0x0, Headers = 0x1, RstStream = 0x3, Settings = 0x4, Ping = 0x6, GoAwayFrame = 0x7, Continuation = 0x9;
     private const byte EndStream = 0x1, Ack = 0x1, EndHeaders = 0x4, Padded = 0x8, Priority = 0x20;
@@ -138,10 +141,15 @@ internal sealed class ScriptedHttp2Server : IAsyncDisposable
         {
         }
 
+        foreach (var c in _connections)
+        {
+            c.Dispose();
+        }
+
         _stop.Dispose();
     }
 
-    private sealed class Connection(ScriptedHttp2Server server, TcpClient client, int number)
+    private sealed class Connection(ScriptedHttp2Server server, TcpClient client, int number) : IDisposable
     {
         private readonly NetworkStream _stream = client.GetStream();
         private readonly SemaphoreSlim _write = new(1, 1);
@@ -156,6 +164,12 @@ internal sealed class ScriptedHttp2Server : IAsyncDisposable
         public int MaxOpenAfterAck { get; private set; }
 
         public void Close() => client.Dispose();
+
+        public void Dispose()
+        {
+            client.Dispose();
+            _write.Dispose();
+        }
 
         public async Task RunAsync(CancellationToken cancellationToken)
         {
