@@ -69,6 +69,7 @@ public sealed class FakeFcmServer : IAsyncDisposable
 
     private readonly FakeFcmServerOptions _options;
     private readonly TimeProvider _time;
+    private volatile FakeFaultMix? _faults;
     private readonly WebApplication _app;
     private readonly FakeFcmAuth _auth;
     private readonly RequestRecorder<FakeFcmRequest> _recorder;
@@ -519,6 +520,16 @@ public sealed class FakeFcmServer : IAsyncDisposable
                     : Decide(target, project);
             }
 
+            var fault = verdict.Status == 200 && !target.ValidateOnly && _faults is { } mix ? mix.Draw() : FakeFault.None;
+            if (fault == FakeFault.Unavailable)
+            {
+                verdict = Verdict.Error(503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE");
+            }
+            else if (fault == FakeFault.Stall)
+            {
+                await Task.Delay(_faults!.StallDuration, _time, context.RequestAborted).ConfigureAwait(false);
+            }
+
             string? name = null;
             if (verdict.Status == 200)
             {
@@ -530,6 +541,12 @@ public sealed class FakeFcmServer : IAsyncDisposable
             // Record before answering: a client that has its response must find the request recorded.
             var record = _recorder.WantsRecord ? Record(request, path, project, body, length, receivedAt, verdict, target, name) : null;
             _recorder.Complete(verdict.Status == 200, verdict.Status, verdict.ErrorCode ?? verdict.StatusName, record);
+            if (fault == FakeFault.Reset)
+            {
+                context.Abort(); // delivered, then the stream is reset instead of answered
+                return;
+            }
+
             await WriteAsync(context.Response, verdict, name, context.RequestAborted).ConfigureAwait(false);
         }
         finally
@@ -540,6 +557,12 @@ public sealed class FakeFcmServer : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Injects a seeded mix of faults into sends the fake would accept (null: none): 503 UNAVAILABLE, delivered then
+    /// reset, or answered after a stall on the fake's clock. <see cref="FakeFaultMix.Counts"/> says what was injected.
+    /// </summary>
+    public void InjectFaults(FakeFaultMix? faults) => _faults = faults;
 
     private Verdict Decide(FakeFcmValidator.Target target, string project)
     {

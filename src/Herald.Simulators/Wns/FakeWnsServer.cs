@@ -84,6 +84,7 @@ public sealed class FakeWnsServer : IAsyncDisposable
 
     private readonly FakeWnsServerOptions _options;
     private readonly TimeProvider _time;
+    private volatile FakeFaultMix? _faults;
     private readonly WebApplication _app;
     private readonly RequestRecorder<FakeWnsRequest> _recorder;
     private readonly ConcurrentDictionary<string, byte[]> _applications = new(StringComparer.Ordinal);
@@ -245,6 +246,12 @@ public sealed class FakeWnsServer : IAsyncDisposable
         _scripts.GetOrAdd(ChannelId(channel), static _ => new ConcurrentQueue<Verdict>())
             .Enqueue(Scripted(302, null, location));
     }
+
+    /// <summary>
+    /// Injects a seeded mix of faults into notifications the fake would accept (null: none): 503, delivered then the
+    /// connection reset, or answered after a stall on the fake's clock. <see cref="FakeFaultMix.Counts"/> says what was injected.
+    /// </summary>
+    public void InjectFaults(FakeFaultMix? faults) => _faults = faults;
 
     /// <summary>Answers the next <paramref name="count"/> valid notification requests (any channel) with <paramref name="status"/>, e.g. 503.</summary>
     public void FailNext(int count, int status)
@@ -499,12 +506,28 @@ public sealed class FakeWnsServer : IAsyncDisposable
                 verdict = Decide(request, channelId, body.AsSpan(0, length), receivedAt);
             }
 
+            var fault = verdict.Status == 200 && verdict.NotificationStatus == StatusReceived && _faults is { } mix ? mix.Draw() : FakeFault.None;
+            if (fault == FakeFault.Unavailable)
+            {
+                verdict = new(503, "ServiceUnavailable", "Service unavailable");
+            }
+            else if (fault == FakeFault.Stall)
+            {
+                await Task.Delay(_faults!.StallDuration, _time, context.RequestAborted).ConfigureAwait(false);
+            }
+
             var messageId = NewMessageId();
 
             // Record before answering: a client that has its response must find the request recorded.
             var record = _recorder.WantsRecord ? Record(request, body, length, receivedAt, verdict, messageId) : null;
             var accepted = verdict.Status == 200 && verdict.NotificationStatus == StatusReceived;
             _recorder.Complete(accepted, verdict.Status, verdict.Reason ?? verdict.NotificationStatus, record);
+            if (fault == FakeFault.Reset)
+            {
+                context.Abort(); // delivered, then the connection is reset instead of answered
+                return;
+            }
+
             Write(context.Response, request, verdict, messageId);
         }
         finally
