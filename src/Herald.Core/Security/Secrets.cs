@@ -36,19 +36,7 @@ public static class Redact
 {
     /// <summary>A short, stable fingerprint of a token: "tok:" and 8 hex digits of its SHA-256.</summary>
     public static string Token(string? token)
-    {
-        if (string.IsNullOrEmpty(token))
-        {
-            return "tok:-";
-        }
-
-        Span<byte> hash = stackalloc byte[32];
-        var max = Encoding.UTF8.GetMaxByteCount(token.Length);
-        Span<byte> buffer = max <= 1024 ? stackalloc byte[max] : new byte[max];
-        var n = Encoding.UTF8.GetBytes(token, buffer);
-        SHA256.HashData(buffer[..n], hash);
-        return "tok:" + Convert.ToHexStringLower(hash[..4]);
-    }
+        => TokenFingerprint.Of(token) is { } fingerprint ? TokenFingerprint.Format(fingerprint) : TokenFingerprint.Prefix + "-";
 }
 
 /// <summary>A device token that prints as its fingerprint: pass it to log methods so the hash is only computed when the line is written.</summary>

@@ -22,8 +22,35 @@ public sealed class ApiKeyAuthenticator(IAccessStore store, TimeProvider time)
     /// <summary>Drops every cached lookup (after a key was revoked).</summary>
     public void Forget() => _cache.Clear();
 
+    private const string HashItem = "herald.api-key-hash";
+
+    /// <summary>
+    /// The SHA-256 of the request's bearer key and its base64 form, or null when the header is missing or malformed.
+    /// Computed once per request (kept in <see cref="HttpContext.Items"/>): the per-key rate limit and the
+    /// authentication both use it.
+    /// </summary>
+    public static (byte[] Hash, string Base64)? KeyHashOf(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (context.Items.TryGetValue(HashItem, out var cached))
+        {
+            return ((byte[], string)?)cached;
+        }
+
+        var result = KeyHashOf(context.Request.Headers.Authorization.ToString());
+        context.Items[HashItem] = result;
+        return result;
+    }
+
+    /// <summary>The caller of a request (see <see cref="AuthenticateAsync(string?, CancellationToken)"/>).</summary>
+    public ValueTask<Caller?> AuthenticateAsync(HttpContext context, CancellationToken cancellationToken)
+        => AuthenticateAsync(KeyHashOf(context), cancellationToken);
+
     /// <summary>The caller for an Authorization header value, or null when it is missing, malformed, unknown or revoked.</summary>
-    public async ValueTask<Caller?> AuthenticateAsync(string? authorization, CancellationToken cancellationToken)
+    public ValueTask<Caller?> AuthenticateAsync(string? authorization, CancellationToken cancellationToken)
+        => AuthenticateAsync(KeyHashOf(authorization), cancellationToken);
+
+    private static (byte[] Hash, string Base64)? KeyHashOf(string? authorization)
     {
         if (authorization is null || !authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
@@ -37,7 +64,17 @@ public sealed class ApiKeyAuthenticator(IAccessStore store, TimeProvider time)
         }
 
         var hash = Secrets.Hash(key.ToString());
-        var cacheKey = Convert.ToBase64String(hash);
+        return (hash, Convert.ToBase64String(hash));
+    }
+
+    private async ValueTask<Caller?> AuthenticateAsync((byte[] Hash, string Base64)? key, CancellationToken cancellationToken)
+    {
+        if (key is not { } k)
+        {
+            return null;
+        }
+
+        var (hash, cacheKey) = k;
         var now = time.GetUtcNow();
         if (_cache.TryGetValue(cacheKey, out var cached) && cached.Until > now)
         {

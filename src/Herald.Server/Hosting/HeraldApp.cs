@@ -274,7 +274,7 @@ public static partial class HeraldApp
         {
             var http = context.HttpContext;
             var auth = http.RequestServices.GetRequiredService<ApiKeyAuthenticator>();
-            var caller = await auth.AuthenticateAsync(http.Request.Headers.Authorization.ToString(), http.RequestAborted);
+            var caller = await auth.AuthenticateAsync(http, http.RequestAborted);
             if (caller is null)
             {
                 http.Response.Headers.WWWAuthenticate = "Bearer";

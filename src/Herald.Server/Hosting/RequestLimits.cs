@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Net;
 using Herald.Core.Pipeline;
-using Herald.Core.Security;
+using Herald.Server.Auth;
 using Microsoft.Extensions.Options;
 
 namespace Herald.Server.Hosting;
@@ -68,11 +68,12 @@ public sealed class RequestLimits(RequestDelegate next, IOptionsMonitor<RateLimi
             return;
         }
 
-        var authorization = context.Request.Headers.Authorization;
-        if (o.PerKeyPerSecond > 0 && authorization.Count > 0 && context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal))
+        // The key's hash is computed once per request and reused by the authentication that follows. A malformed
+        // header has no key to limit: it is answered 401 and counts against the address's failures.
+        if (o.PerKeyPerSecond > 0 && context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal)
+            && ApiKeyAuthenticator.KeyHashOf(context) is { } key)
         {
-            var key = Convert.ToBase64String(Secrets.Hash(authorization.ToString()));
-            if (_keys.Take(key, o.PerKeyPerSecond * 60.0, o.PerKeyBurst) is { } keyWait)
+            if (_keys.Take(key.Base64, o.PerKeyPerSecond * 60.0, o.PerKeyBurst) is { } keyWait)
             {
                 await RejectAsync(context, keyWait, "Too many requests with this API key.");
                 return;
