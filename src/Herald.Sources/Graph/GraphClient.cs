@@ -42,9 +42,16 @@ public sealed record GraphSubscriptionInfo(string Id, DateTimeOffset ExpirationD
 /// </summary>
 public sealed class GraphClient(GraphEndpoint endpoint, HttpClient http, TimeProvider time) : IDisposable
 {
+    /// <summary>How long a refused token request (4xx: a wrong secret, an unknown client) is answered from memory.</summary>
+    public static readonly TimeSpan TokenRefusalHold = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long an unreachable or failing (5xx) token endpoint is answered from memory.</summary>
+    public static readonly TimeSpan TokenOutageHold = TimeSpan.FromSeconds(5);
+
     private readonly SemaphoreSlim _tokenGate = new(1, 1);
     private string? _token;
     private DateTimeOffset _tokenRefreshAt;
+    private (GraphException Error, DateTimeOffset Until)? _tokenFailure;
 
     /// <summary>The connector's settings.</summary>
     public GraphEndpoint Endpoint { get; } = endpoint;
@@ -182,51 +189,73 @@ public sealed class GraphClient(GraphEndpoint endpoint, HttpClient http, TimePro
                 return _token;
             }
 
-            using var form = new FormUrlEncodedContent(new Dictionary<string, string>
+            // Every subscription of the connector needs a token: while the endpoint refuses (or is down), they all get
+            // the last answer instead of one request each. A fixed secret is a new endpoint, hence a new client.
+            if (_tokenFailure is { } failure && time.GetUtcNow() < failure.Until)
             {
-                ["grant_type"] = "client_credentials",
-                ["client_id"] = Endpoint.ClientId,
-                ["client_secret"] = Endpoint.ClientSecret,
-                ["scope"] = Endpoint.Scope,
-            });
-            TokenRequests++;
-            HttpResponseMessage response;
+                throw failure.Error;
+            }
+
             try
             {
-                response = await http.PostAsync(Endpoint.TokenUrl, form, cancellationToken).ConfigureAwait(false);
+                return await RequestTokenAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (HttpRequestException e)
+            catch (GraphException e)
             {
-                throw GraphException.OfToken(new GraphException(0, "Unreachable", "The token endpoint could not be reached: " + e.Message));
-            }
-
-            using (response)
-            {
-                var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-                if (!response.IsSuccessStatusCode)
-                {
-                    throw GraphException.OfToken(Error((int)response.StatusCode, text));
-                }
-
-                using var doc = JsonDocument.Parse(text);
-                var root = doc.RootElement;
-                var access = root.TryGetProperty("access_token", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
-                var expiresIn = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) ? seconds : 3599;
-                if (string.IsNullOrEmpty(access))
-                {
-                    throw GraphException.OfToken(new GraphException((int)response.StatusCode, "invalid_response", "The token endpoint answered without an access_token."));
-                }
-
-                var lifetime = TimeSpan.FromSeconds(Math.Max(expiresIn, 1));
-                var margin = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMinutes(5).Ticks, lifetime.Ticks / 2));
-                _tokenRefreshAt = time.GetUtcNow() + lifetime - margin;
-                Volatile.Write(ref _token, access);
-                return access;
+                var hold = e.Status is >= 400 and < 500 ? TokenRefusalHold : TokenOutageHold;
+                _tokenFailure = (e, time.GetUtcNow() + hold);
+                throw;
             }
         }
         finally
         {
             _tokenGate.Release();
+        }
+    }
+
+    private async Task<string> RequestTokenAsync(CancellationToken cancellationToken)
+    {
+        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["client_id"] = Endpoint.ClientId,
+            ["client_secret"] = Endpoint.ClientSecret,
+            ["scope"] = Endpoint.Scope,
+        });
+        TokenRequests++;
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.PostAsync(Endpoint.TokenUrl, form, cancellationToken).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            throw GraphException.OfToken(new GraphException(0, "Unreachable", "The token endpoint could not be reached: " + e.Message));
+        }
+
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw GraphException.OfToken(Error((int)response.StatusCode, text));
+            }
+
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            var access = root.TryGetProperty("access_token", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
+            var expiresIn = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) ? seconds : 3599;
+            if (string.IsNullOrEmpty(access))
+            {
+                throw GraphException.OfToken(new GraphException((int)response.StatusCode, "invalid_response", "The token endpoint answered without an access_token."));
+            }
+
+            var lifetime = TimeSpan.FromSeconds(Math.Max(expiresIn, 1));
+            var margin = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMinutes(5).Ticks, lifetime.Ticks / 2));
+            _tokenRefreshAt = time.GetUtcNow() + lifetime - margin;
+            Volatile.Write(ref _token, access);
+            _tokenFailure = null;
+            return access;
         }
     }
 
