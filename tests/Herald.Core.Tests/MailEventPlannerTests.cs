@@ -223,6 +223,14 @@ public sealed class MailboxSourcePlannerTests
         Assert.Equal(PushKind.Background, content.Kind);
         Assert.Equal("1", content.Data![MailEventPlanner.SyncDataKey]);
 
+        // A later mail push coalesces under its own key, so it cannot replace the pending wake-up with a badge that
+        // would not wake the app.
+        var sync = Assert.IsType<NewNotification>(decision.Notification);
+        var mail = planner.Plan(Reg(NotificationStyle.Badge), Item(null, new MailEvent { Kind = MailEventKind.NewMail, ItemId = "AAMk1" })).Notification;
+        Assert.Equal(MailEventPlanner.SyncCoalesceKeyFor("reg_m"), sync.CoalesceKey);
+        Assert.Equal(MailEventPlanner.CoalesceKeyFor("reg_m"), Assert.IsType<NewNotification>(mail).CoalesceKey);
+        Assert.NotEqual(sync.CoalesceKey, Assert.IsType<NewNotification>(mail).CoalesceKey);
+
         var alert = new NotificationContent { Kind = PushKind.Alert, Body = "New mail", Badge = 3 };
         Assert.Same(alert, Coalescing.Merge(alert, content));
         Assert.Same(content, Coalescing.Merge(new NotificationContent { Kind = PushKind.Badge, Badge = 1 }, content));

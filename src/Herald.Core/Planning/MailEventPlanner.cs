@@ -32,6 +32,12 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options, IPreviewC
     /// <summary>The coalescing key of mailbox pushes: one pending per registration.</summary>
     public static string CoalesceKeyFor(string registrationId) => "reg:" + registrationId;
 
+    /// <summary>
+    /// The coalescing key of sync wake-ups: apart from mail pushes, because a badge-only push that replaced a pending
+    /// wake-up would not wake the app, and the events it may have missed would stay unsynced.
+    /// </summary>
+    public static string SyncCoalesceKeyFor(string registrationId) => "sync:" + registrationId;
+
     /// <inheritdoc />
     public IngestDecision Plan(Registration registration, IngestItem item)
     {
@@ -126,7 +132,7 @@ public sealed class MailEventPlanner(IOptions<PlannerOptions> options, IPreviewC
             Topic = registration.Topic,
             Environment = registration.Environment,
             Content = content,
-            CoalesceKey = CoalesceKeyFor(registration.Id),
+            CoalesceKey = ReferenceEquals(content, SyncContent) ? SyncCoalesceKeyFor(registration.Id) : CoalesceKeyFor(registration.Id),
             CollapseId = _options.CollapseId,
             ExpiresAt = item.ReceivedAt + _options.MailTimeToLive,
             EventAt = item.ReceivedAt,
