@@ -24,7 +24,9 @@ public sealed class NodeViewTests
         for (var i = 0; i < 100; i++)
         {
             view = JsonDocument.Parse(await gw.Client.GetStringAsync("v1/admin/nodes", Ct)).RootElement.Clone();
-            if (view.GetProperty("nodes").GetArrayLength() == 1 && view.TryGetProperty("leader", out _))
+            // Load is counted at each heartbeat: wait for one taken after this test's connection opened.
+            if (view.GetProperty("nodes").GetArrayLength() == 1 && view.TryGetProperty("leader", out _)
+                && view.GetProperty("nodes")[0].GetProperty("load").GetProperty("connections").GetInt32() >= 1)
             {
                 break;
             }
