@@ -7,7 +7,8 @@ cd "$(dirname "$0")"
 log() { printf '==> %s\n' "$*"; }
 
 # What the suites need from Debian: PostgreSQL (farm store), Dovecot (real push_notification
-# plugin), Chromium + ChromeDriver (admin console), nghttp2-client (h2load, the benchmark peer).
+# plugin), Chromium + ChromeDriver (admin console), nghttp2-client (h2load, the benchmark peer),
+# wrk (the ingest benchmark's load generator).
 need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
@@ -15,6 +16,7 @@ command -v dovecot >/dev/null 2>&1 || need_pkgs+=(dovecot-core dovecot-imapd dov
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
 command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing ${need_pkgs[*]} from Debian"

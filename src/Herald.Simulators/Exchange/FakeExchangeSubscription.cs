@@ -204,6 +204,21 @@ public sealed class FakeExchangeSubscription
         }
     }
 
+    /// <summary>
+    /// The <c>SendNotification</c> body this subscription would post for one new message (Created, NewMail and the inbox's
+    /// Modified with an unread count of <paramref name="unreadCount"/>), without changing the subscription: for load
+    /// generators outside .NET (h2load) that replay one body many times.
+    /// </summary>
+    public ReadOnlyMemory<byte> NewMailBody(int unreadCount)
+    {
+        var now = EventTime();
+        var item = Ids.NewItemId();
+        return ExchangeSoap.WriteSendNotification(_exchange.Options.ServerVersion, Id, Ids.Watermark(1), [
+            new FakeEvent(FakeEventType.Created, Ids.Watermark(2), now, ItemId: item, ParentFolderId: InboxFolderId),
+            new FakeEvent(FakeEventType.NewMail, Ids.Watermark(3), now, ItemId: item, ParentFolderId: InboxFolderId),
+            new FakeEvent(FakeEventType.Modified, Ids.Watermark(4), now, FolderId: InboxFolderId, ParentFolderId: RootFolderId, UnreadCount: unreadCount)]);
+    }
+
     /// <summary>The oldest unread message is read: the item's Modified, then the inbox's Modified with the lower count.</summary>
     internal bool AddMarkRead()
     {
