@@ -161,6 +161,10 @@ public sealed class GraphEndToEndTests
 
             Assert.Equal(2, gw.Apns.Requests.Count(r => r.Token == Token(2)));
             Assert.Equal(1, gw.App.Services.GetRequiredService<GraphCallbackStats>().Duplicates);
+
+            // Style badge: the badge comes from the inbox's unreadItemCount; no message is ever read for a preview.
+            Assert.True(graph.InboxReads >= 2);
+            Assert.Equal(0, graph.MessageReads);
         }
     }
 
