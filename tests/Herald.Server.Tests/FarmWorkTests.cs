@@ -434,6 +434,10 @@ public sealed class FarmWorkTests(PostgresServer postgres) : IClassFixture<Postg
                 farm = await ProcessFarm.StartAsync(postgres, 3, _ => new Dictionary<string, string?>
                 {
                     ["Herald:EwsStreaming:PollInterval"] = "00:00:01",
+
+                    // Registrations are made through all three nodes, and a change made through one node reaches the
+                    // others at their safety-net re-read (there is no cross-node change signal): keep it short here.
+                    ["Herald:EwsStreaming:ReconcileInterval"] = "00:00:02",
                     ["Herald:EwsStreaming:MinBackOff"] = "00:00:00.100",
                     ["Logging:LogLevel:Herald"] = "Information",
                 }, ct);

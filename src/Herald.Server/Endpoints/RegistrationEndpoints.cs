@@ -34,6 +34,7 @@ internal static class RegistrationEndpoints
         IOptions<WnsOptions> wnsOptions,
         ConnectorService connectors,
         SecretBox secrets,
+        RegistrationChanges changes,
         TimeProvider time,
         CancellationToken cancellationToken)
     {
@@ -156,6 +157,7 @@ internal static class RegistrationEndpoints
         }
 
         await store.CreateAsync(registration, keyHash, cancellationToken);
+        changes.Notify(registration); // its source's worker picks the mailbox up now
         return TypedResults.Created("/v1/registrations/" + registration.Id, ToResponse(registration, callbackUrl));
     }
 
@@ -168,7 +170,7 @@ internal static class RegistrationEndpoints
             : TypedResults.Ok(ToResponse(registration, null));
     }
 
-    private static async Task<IResult> PatchAsync(string id, HttpContext http, IRegistrationStore store, IOptions<ApnsOptions> apns, IOptions<WnsOptions> wns, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> PatchAsync(string id, HttpContext http, IRegistrationStore store, IOptions<ApnsOptions> apns, IOptions<WnsOptions> wns, RegistrationChanges changes, TimeProvider time, CancellationToken cancellationToken)
     {
         var caller = CallerContext.Get(http);
         var body = await JsonBody.ReadAsync(http, HeraldJsonContext.Default.RegistrationPatch, cancellationToken);
@@ -265,17 +267,26 @@ internal static class RegistrationEndpoints
         }
 
         registration.UpdatedAt = time.GetUtcNow();
-        return await store.UpdateAsync(registration, cancellationToken)
-            ? TypedResults.Ok(ToResponse(registration, null))
-            : Problems.NotFound($"No registration '{Validation.Printable(id)}' in this tenant.");
+        if (!await store.UpdateAsync(registration, cancellationToken))
+        {
+            return Problems.NotFound($"No registration '{Validation.Printable(id)}' in this tenant.");
+        }
+
+        changes.Notify(registration); // a revived status or a new style matters to its source's worker
+        return TypedResults.Ok(ToResponse(registration, null));
     }
 
-    private static async Task<IResult> DeleteAsync(string id, HttpContext http, IRegistrationStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> DeleteAsync(string id, HttpContext http, IRegistrationStore store, RegistrationChanges changes, TimeProvider time, CancellationToken cancellationToken)
     {
         var caller = CallerContext.Get(http);
-        return await store.DeleteAsync(caller.TenantId, id, time.GetUtcNow(), cancellationToken)
-            ? TypedResults.NoContent()
-            : Problems.NotFound($"No registration '{Validation.Printable(id)}' in this tenant.");
+        var registration = await store.GetAsync(caller.TenantId, id, cancellationToken); // its connector, for the change notice
+        if (registration is null || !await store.DeleteAsync(caller.TenantId, id, time.GetUtcNow(), cancellationToken))
+        {
+            return Problems.NotFound($"No registration '{Validation.Printable(id)}' in this tenant.");
+        }
+
+        changes.Notify(registration); // its source's worker drops the mailbox now
+        return TypedResults.NoContent();
     }
 
     internal static RegistrationResponse ToResponse(Registration r, string? callbackUrl) => new()

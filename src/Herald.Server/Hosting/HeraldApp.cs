@@ -169,6 +169,7 @@ public static partial class HeraldApp
             sp.GetRequiredService<ILogger<Herald.Core.Credentials.CredentialRegistry>>()));
         services.AddSingleton(sp => (IMailboxDirectory)sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<ConnectorService>();
+        services.AddSingleton<Herald.Core.Registrations.RegistrationChanges>(); // this node's registration changes, for the source workers
         services.AddSingleton<IPreviewCache, PreviewCache>(_ => new PreviewCache());
 
         // One APNs provider token per signing key for the whole farm and across restarts (registered before the provider's default).

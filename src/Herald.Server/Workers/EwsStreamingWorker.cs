@@ -17,8 +17,25 @@ public sealed class EwsStreamingWorkerOptions
     /// <summary>The configuration section.</summary>
     public const string Section = "Herald:EwsStreaming";
 
-    /// <summary>How often connectors and their registrations are re-read (connector changes on this node wake it at once).</summary>
+    /// <summary>
+    /// How often the worker balances its groups' work leases over the farm (takes its share, takes over a dead node's
+    /// groups, picks up moved mailboxes) and retries what failed. No store read of registrations happens on this beat:
+    /// they are re-read on a change signal or every <see cref="ReconcileInterval"/>.
+    /// </summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The safety net: how often the connectors and every streaming registration are re-read from the store although no
+    /// change was signalled. Registrations created, patched or deleted and connectors saved or deleted through this
+    /// node's API are reconciled at once (a change signal), so on a single node this re-read only catches what the API
+    /// did not do (a registration the dispatcher deactivated). In a farm, a change made through another node is not
+    /// signalled here: this node sees it at its next re-read, so within this interval (or sooner, when a change to the
+    /// same connector is made through this node meanwhile). Default 60 s; positive, at most a day.
+    /// </summary>
+    public TimeSpan ReconcileInterval { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>The longest <see cref="ReconcileInterval"/> accepted.</summary>
+    public static readonly TimeSpan MaxReconcileInterval = TimeSpan.FromDays(1);
 
     /// <summary>How long a preview's GetItem may take before the push goes without subject and sender.</summary>
     public TimeSpan PreviewTimeout { get; set; } = TimeSpan.FromSeconds(5);
@@ -44,8 +61,11 @@ internal sealed record EwsOwnedGroup(string LeaseKey, string TenantId, string Co
 /// connector's <c>ews-streaming</c> registrations, takes its share of them through farm work leases, streams the mailboxes
 /// of the groups it owns and turns what it hears into ingests (route: the mailbox's keyed hash on the tenant's connector).
 /// Badges come from the inbox's folder ModifiedEvent UnreadCount, or GetFolder when a new-mail notification carries none;
-/// previews (style preview only) from GetItem, transient. Connectors and registrations are re-read every
-/// <see cref="EwsStreamingWorkerOptions.PollInterval"/>.
+/// previews (style preview only) from GetItem, transient. A connector's registrations are re-read when this node signals
+/// a change to them (<see cref="RegistrationChanges"/>, <see cref="ConnectorService.Changed"/>), and all of them every
+/// <see cref="EwsStreamingWorkerOptions.ReconcileInterval"/> as a safety net (a change made through another node of a
+/// farm is not signalled here); every <see cref="EwsStreamingWorkerOptions.PollInterval"/> the groups' leases are
+/// balanced from what was read last.
 /// </summary>
 /// <remarks>
 /// Ownership: one work lease per subscription group. Every node forms the same groups from the same registrations:
@@ -63,6 +83,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
     public const string LeasePrefix = "ews-group:";
 
     private readonly ConnectorService connectors;
+    private readonly RegistrationChanges changes;
     private readonly IMailboxDirectory directory;
     private readonly IngestService ingest;
     private readonly SecretBox secrets;
@@ -77,6 +98,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
 
     public EwsStreamingWorker(
         ConnectorService connectors,
+        RegistrationChanges changes,
         IMailboxDirectory directory,
         IngestService ingest,
         SecretBox secrets,
@@ -90,6 +112,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         ILogger<EwsStreamingWorker> logger)
     {
         this.connectors = connectors;
+        this.changes = changes;
         this.directory = directory;
         this.ingest = ingest;
         this.secrets = secrets;
@@ -103,8 +126,21 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         this.logger = logger;
     }
 
+    /// <summary>At most this many connectors wait for a reconcile by name; beyond, the next pass re-reads all of them.</summary>
+    private const int MaxPending = 1024;
+
     private readonly ConcurrentDictionary<string, Runtime> _runtimes = new(StringComparer.Ordinal);
     private readonly AsyncSignal _wake = new();
+
+    // Connectors (tenant:name) whose registrations changed on this node since the last pass: a set, so a burst of
+    // changes to one connector coalesces into one re-read; bounded, overflowing into a re-read of all.
+    private readonly ConcurrentDictionary<string, byte> _pending = new(StringComparer.Ordinal);
+    private int _pendingAll; // 1: re-read every connector on the next pass
+
+    // The worker loop's own state (one pass at a time): the EWS connectors and what their registrations were when last read.
+    private IReadOnlyList<Connector>? _known;
+    private readonly Dictionary<string, Loaded> _loaded = new(StringComparer.Ordinal);
+    private DateTimeOffset _nextFull = DateTimeOffset.MinValue;
 
     /// <summary>The connectors this node runs now, by <c>{tenant}:{connector}</c> (for tests and the console).</summary>
     internal IReadOnlyDictionary<string, EwsStreamingConnector> Running => _runtimes.ToDictionary(p => p.Key, p => p.Value.Connector);
@@ -128,6 +164,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         connectors.Changed += OnConnectorChanged;
+        changes.Changed += OnRegistrationsChanged;
         leases.Lost += OnLeaseLost;
         try
         {
@@ -147,7 +184,10 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
                     Log.PassFailed(logger, ex);
                 }
 
-                await _wake.WaitAsync(options.Value.PollInterval, time, stoppingToken);
+                // Until a change signal, the next lease balancing, or the safety-net re-read, whichever comes first.
+                var untilFull = _nextFull - time.GetUtcNow();
+                var poll = options.Value.PollInterval;
+                await _wake.WaitAsync(untilFull < poll ? untilFull : poll, time, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -157,6 +197,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         finally
         {
             connectors.Changed -= OnConnectorChanged;
+            changes.Changed -= OnRegistrationsChanged;
             leases.Lost -= OnLeaseLost;
             foreach (var key in _runtimes.Keys.ToList())
             {
@@ -189,23 +230,65 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         }
     }
 
-    /// <summary>One reconciliation: form groups, balance their leases, start, update and stop streaming.</summary>
+    /// <summary>
+    /// One pass: re-read the connectors and the registrations of those signalled as changed (all of them when the safety
+    /// net is due), then for every connector form the groups, balance their leases, start, update and stop streaming.
+    /// </summary>
     private async Task PassAsync(CancellationToken cancellationToken)
     {
-        var all = await connectors.ListAsync(null, cancellationToken);
+        var now = time.GetUtcNow();
+        var full = Interlocked.Exchange(ref _pendingAll, 0) == 1 || now >= _nextFull;
+        var changed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var key in _pending.Keys)
+        {
+            if (_pending.TryRemove(key, out _))
+            {
+                changed.Add(key);
+            }
+        }
+
+        if (full)
+        {
+            _nextFull = now + options.Value.ReconcileInterval;
+        }
+
+        if (full || changed.Count > 0 || _known is null)
+        {
+            try
+            {
+                _known = [.. (await connectors.ListAsync(null, cancellationToken)).Where(c => c.Kind == ConnectorKind.Ews)];
+            }
+            catch
+            {
+                Requeue(changed, full); // the next pass (not at once: the store may be what failed) tries again
+                throw;
+            }
+        }
+
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var connector in all.Where(c => c.Kind == ConnectorKind.Ews))
+        foreach (var connector in _known)
         {
             var key = connector.TenantId + ":" + connector.Name;
             seen.Add(key);
+            var read = full || changed.Contains(key) || !_loaded.ContainsKey(key);
             try
             {
-                await ReconcileAsync(key, connector, cancellationToken);
+                await ReconcileAsync(key, connector, read, cancellationToken);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
+                if (read)
+                {
+                    Requeue([key], false);
+                }
+
                 Log.ConnectorFailed(logger, ex, connector.TenantId, connector.Name);
             }
+        }
+
+        foreach (var key in _loaded.Keys.Where(k => !seen.Contains(k)).ToList())
+        {
+            _loaded.Remove(key);
         }
 
         foreach (var (key, runtime) in _runtimes.Where(r => !seen.Contains(r.Key)).ToList())
@@ -215,13 +298,44 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         }
     }
 
-    private async Task ReconcileAsync(string key, Connector connector, CancellationToken cancellationToken)
+    /// <summary>Marks connectors (or all, <paramref name="all"/>) for a re-read on the next pass, without waking it.</summary>
+    private void Requeue(IEnumerable<string> keys, bool all)
+    {
+        if (all)
+        {
+            Volatile.Write(ref _pendingAll, 1);
+        }
+
+        foreach (var key in keys)
+        {
+            MarkChanged(key);
+        }
+    }
+
+    private void MarkChanged(string key)
+    {
+        if (_pending.Count >= MaxPending)
+        {
+            Volatile.Write(ref _pendingAll, 1); // bounded: too many to track by name, so re-read everything once
+        }
+        else
+        {
+            _pending.TryAdd(key, 0);
+        }
+    }
+
+    /// <summary>Reconciles one connector; <paramref name="read"/>: its registrations are re-read first (else the last read serves).</summary>
+    private async Task ReconcileAsync(string key, Connector connector, bool read, CancellationToken cancellationToken)
     {
         var prefix = PrefixOf(connector.TenantId, connector.Name);
-        var registrations = (await directory.ListByConnectorAsync(connector.TenantId, connector.Name, cancellationToken))
-            .Where(r => r.Source == SourceKind.EwsStreaming && r.Status == RegistrationStatus.Active && r.SealedMailbox is not null)
-            .ToList();
-        if (registrations.Count == 0)
+        if (read || !_loaded.TryGetValue(key, out var loaded))
+        {
+            loaded = await ReadAsync(key, connector, cancellationToken);
+            _loaded[key] = loaded;
+        }
+
+        var mailboxes = loaded.Mailboxes;
+        if (mailboxes.Count == 0)
         {
             await StopAsync(key);
             await shares.BalanceAsync(prefix, [], cancellationToken); // gives up any groups of it
@@ -241,38 +355,6 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
             Log.Started(logger, connector.TenantId, connector.Name);
         }
 
-        var mailboxes = new Dictionary<string, MailboxInfo>(StringComparer.OrdinalIgnoreCase);
-        var opened = new Dictionary<string, (string Sealed, string Address)>(registrations.Count, StringComparer.Ordinal);
-        foreach (var registration in registrations)
-        {
-            // Opening is AES-GCM per registration: only new or changed ones, not all of them every pass.
-            string address;
-            if (runtime.Opened.TryGetValue(registration.Id, out var known) && known.Sealed == registration.SealedMailbox)
-            {
-                address = known.Address;
-            }
-            else
-            {
-                try
-                {
-                    address = secrets.Open(registration.SealedMailbox!, "mailbox").Trim();
-                }
-                catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or FormatException)
-                {
-                    Log.CannotOpen(logger, connector.TenantId, connector.Name);
-                    continue;
-                }
-            }
-
-            opened[registration.Id] = (registration.SealedMailbox!, address);
-            var hash = registration.MailboxHash ?? secrets.MailboxHash(address);
-            var wantsPreview = registration.Style.WantsPreview();
-            mailboxes[address] = mailboxes.TryGetValue(address, out var info)
-                ? info with { WantsPreview = info.WantsPreview || wantsPreview }
-                : new MailboxInfo(hash, wantsPreview);
-        }
-
-        runtime.Opened = opened;
         runtime.Mailboxes = mailboxes;
 
         // The groups, as every node forms them: placements (the last known one while Autodiscover cannot answer), then the plan.
@@ -333,6 +415,47 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         runtime.PreviousMine = new HashSet<string>(handles.Keys, StringComparer.OrdinalIgnoreCase);
     }
 
+    /// <summary>Reads the connector's active streaming registrations and opens their mailboxes (only new or changed ones).</summary>
+    private async Task<Loaded> ReadAsync(string key, Connector connector, CancellationToken cancellationToken)
+    {
+        var registrations = (await directory.ListByConnectorAsync(connector.TenantId, connector.Name, cancellationToken))
+            .Where(r => r.Source == SourceKind.EwsStreaming && r.Status == RegistrationStatus.Active && r.SealedMailbox is not null)
+            .ToList();
+        var previous = _loaded.TryGetValue(key, out var last) ? last.Opened : [];
+        var mailboxes = new Dictionary<string, MailboxInfo>(StringComparer.OrdinalIgnoreCase);
+        var opened = new Dictionary<string, (string Sealed, string Address)>(registrations.Count, StringComparer.Ordinal);
+        foreach (var registration in registrations)
+        {
+            // Opening is AES-GCM per registration: only new or changed ones, not all of them every read.
+            string address;
+            if (previous.TryGetValue(registration.Id, out var known) && known.Sealed == registration.SealedMailbox)
+            {
+                address = known.Address;
+            }
+            else
+            {
+                try
+                {
+                    address = secrets.Open(registration.SealedMailbox!, "mailbox").Trim();
+                }
+                catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or FormatException)
+                {
+                    Log.CannotOpen(logger, connector.TenantId, connector.Name);
+                    continue;
+                }
+            }
+
+            opened[registration.Id] = (registration.SealedMailbox!, address);
+            var hash = registration.MailboxHash ?? secrets.MailboxHash(address);
+            var wantsPreview = registration.Style.WantsPreview();
+            mailboxes[address] = mailboxes.TryGetValue(address, out var info)
+                ? info with { WantsPreview = info.WantsPreview || wantsPreview }
+                : new MailboxInfo(hash, wantsPreview);
+        }
+
+        return new Loaded(mailboxes, opened);
+    }
+
     private async Task StopAsync(string key)
     {
         if (_runtimes.TryRemove(key, out var runtime))
@@ -346,7 +469,30 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
     {
         if (connector.Kind == ConnectorKind.Ews)
         {
+            MarkChanged(connector.TenantId + ":" + connector.Name);
+            Wake();
+        }
+    }
+
+    private void OnRegistrationsChanged(RegistrationChange change)
+    {
+        if (change.Source == SourceKind.EwsStreaming)
+        {
+            MarkChanged(change.TenantId + ":" + change.Connector);
+            Wake(); // reconcile that connector now, not at the safety-net re-read
+        }
+    }
+
+    /// <summary>Wakes the loop; a change announced while the worker is stopping is no error for the API call that made it.</summary>
+    private void Wake()
+    {
+        try
+        {
             _wake.Set();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopped: nothing to reconcile any more.
         }
     }
 
@@ -360,6 +506,9 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
 
     /// <summary>What the worker knows of a streamed mailbox.</summary>
     private sealed record MailboxInfo(byte[] Hash, bool WantsPreview);
+
+    /// <summary>A connector's streaming registrations as last read: mailbox → what the worker knows of it, and registration id → its sealed and opened mailbox.</summary>
+    private sealed record Loaded(Dictionary<string, MailboxInfo> Mailboxes, Dictionary<string, (string Sealed, string Address)> Opened);
 
     /// <summary>One connector on this node (streaming the groups this node owns), and the sink its groups report to.</summary>
     private sealed class Runtime : IEwsStreamingSink
@@ -400,9 +549,6 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         public HashSet<string> PreviousAll { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
         public HashSet<string> PreviousMine { get; set; } = new(StringComparer.OrdinalIgnoreCase);
-
-        /// <summary>Registration id → its sealed mailbox and the address it opens to (so a pass opens only new ones).</summary>
-        public Dictionary<string, (string Sealed, string Address)> Opened { get; set; } = [];
 
         public async Task OnNotificationAsync(string mailbox, MailboxNotification notification, CancellationToken cancellationToken)
         {
@@ -593,6 +739,7 @@ internal static class EwsStreamingServices
             .ValidateOnStart();
         services.AddOptions<EwsStreamingWorkerOptions>().BindConfiguration(EwsStreamingWorkerOptions.Section)
             .Validate(o => o.PollInterval > TimeSpan.Zero && o.PreviewTimeout > TimeSpan.Zero, "Herald:EwsStreaming:PollInterval and PreviewTimeout must be positive.")
+            .Validate(o => o.ReconcileInterval > TimeSpan.Zero && o.ReconcileInterval <= EwsStreamingWorkerOptions.MaxReconcileInterval, "Herald:EwsStreaming:ReconcileInterval must be positive and at most a day.")
             .ValidateOnStart();
         services.AddSingleton(sp =>
         {
