@@ -54,7 +54,7 @@ public sealed class BenchHarnessTests
     public async Task EndToEnd_ShortRun_PrintsLatencyCpuAndMemory()
     {
         var output = new StringWriter();
-        var exit = await BenchE2e.RunAsync([200], TimeSpan.FromSeconds(3), findMax: false, appendDocs: false, output, TestContext.Current.CancellationToken);
+        var exit = await BenchE2e.RunAsync([200], TimeSpan.FromSeconds(3), findMax: false, appendDocs: false, output, TestContext.Current.CancellationToken, warmUpTime: TimeSpan.FromSeconds(1));
         var text = output.ToString();
         TestContext.Current.TestOutputHelper?.WriteLine(text);
 

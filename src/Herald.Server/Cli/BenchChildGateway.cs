@@ -84,6 +84,23 @@ internal sealed class BenchChildGateway : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Migrates a fresh database with <paramref name="settings"/>, loads <paramref name="count"/> EWS-push badge
+    /// registrations through the store's bulk port (in this process), then starts the gateway on that database.
+    /// </summary>
+    public static async Task<(BenchChildGateway Gateway, (string Id, string Token, string Key)[] Registrations)> StartLoadedAsync(
+        Dictionary<string, string?> settings, int count, CancellationToken cancellationToken)
+    {
+        (string Id, string Token, string Key)[] registrations;
+        await using (var loader = Hosting.HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(settings)))
+        {
+            await loader.Services.GetRequiredService<Core.Ports.IStoreAdmin>().MigrateAsync(cancellationToken);
+            registrations = await BenchSupport.LoadRegistrationsAsync(loader.Services.GetRequiredService<Storage.IHeraldStore>(), count, BenchCommand.Topic, cancellationToken);
+        }
+
+        return (await StartAsync(settings, cancellationToken), registrations);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)

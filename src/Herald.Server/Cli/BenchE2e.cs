@@ -2,11 +2,7 @@ using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using Herald.Core.Notifications;
-using Herald.Core.Ports;
-using Herald.Server.Hosting;
 using Herald.Simulators.Exchange;
-using Herald.Storage;
 
 namespace Herald.Server.Cli;
 
@@ -14,9 +10,9 @@ namespace Herald.Server.Cli;
 /// <c>herald bench e2e</c> (issue 10, item 2): the fake Exchange posts <c>SendNotification</c> at a fixed offered
 /// rate (open loop: each post starts at its scheduled time whether or not earlier ones were answered; only one
 /// post per mailbox is in flight, as Exchange does, so there are twice as many mailboxes as events per second)
-/// → the gateway (in this process, on a fresh SQLite file) → the fake APNs (TLS, HTTP/2). Latency runs from the
-/// start of Exchange's post to the fake APNs accepting a push carrying that event's badge (or a later one).
-/// CPU and resident memory are this process's, so they include the two simulators.
+/// → the gateway (a child process, <c>herald serve</c>, on a fresh SQLite file) → the fake APNs (TLS, HTTP/2, in this
+/// process). Latency runs from the start of Exchange's post to the fake APNs accepting a push carrying that event's
+/// badge (or a later one), both on this process's clock. CPU and resident memory are the gateway's own.
 /// </summary>
 internal static class BenchE2e
 {
@@ -31,11 +27,13 @@ internal static class BenchE2e
         var rates = new Option<string>("--rates") { Description = "Offered rates in events/s, comma separated.", DefaultValueFactory = _ => "500,2000,5000" };
         var duration = new Option<string>("--duration") { Description = "Traffic per rate: 20s, 1m...", DefaultValueFactory = _ => "20s" };
         var search = new Option<bool>("--find-max") { Description = "Then search upwards for the highest sustained rate." };
+        var warm = new Option<string>("--warm-up") { Description = "Untimed closed-loop posts before each rate (the fresh gateway's JIT reaches its steady state): 5s...", DefaultValueFactory = _ => "5s" };
         var docs = new Option<bool>("--append-docs") { Description = "Append the table to docs/BENCHMARKS.md." };
         var command = new Command("e2e", "Fake Exchange → Herald → fake APNs at fixed offered rates: latency percentiles, CPU, memory, queue growth.");
         command.Options.Add(rates);
         command.Options.Add(duration);
         command.Options.Add(search);
+        command.Options.Add(warm);
         command.Options.Add(docs);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -51,23 +49,24 @@ internal static class BenchE2e
                 list.Add(r);
             }
 
-            if (list.Count == 0 || !DemoCommand.TryParseDuration(parse.GetValue(duration), out var d))
+            if (list.Count == 0 || !DemoCommand.TryParseDuration(parse.GetValue(duration), out var d) || !DemoCommand.TryParseDuration(parse.GetValue(warm), out var w))
             {
-                await Console.Error.WriteLineAsync("herald: give --rates and a --duration like 20s.");
+                await Console.Error.WriteLineAsync("herald: give --rates, and a --duration and --warm-up like 20s.");
                 return HeraldCli.UsageError;
             }
 
-            return await RunAsync(list, d, parse.GetValue(search), parse.GetValue(docs), Console.Out, cancellationToken);
+            return await RunAsync(list, d, parse.GetValue(search), parse.GetValue(docs), Console.Out, cancellationToken, w);
         });
         return command;
     }
 
-    public static async Task<int> RunAsync(IReadOnlyList<double> rates, TimeSpan duration, bool findMax, bool appendDocs, TextWriter output, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(IReadOnlyList<double> rates, TimeSpan duration, bool findMax, bool appendDocs, TextWriter output, CancellationToken cancellationToken, TimeSpan? warmUpTime = null)
     {
+        var warmUp = warmUpTime ?? TimeSpan.FromSeconds(5);
         var results = new List<Result>();
         foreach (var rate in rates)
         {
-            results.Add(await RunRateAsync(rate, duration, output, cancellationToken));
+            results.Add(await RunRateAsync(rate, duration, warmUp, output, cancellationToken));
         }
 
         string? highest = null;
@@ -79,7 +78,7 @@ internal static class BenchE2e
             var probe = good > 0 ? good * 1.5 : rates.Min() / 2;
             for (var step = 0; step < 8 && double.IsPositiveInfinity(bad); step++, probe *= 1.5)
             {
-                var r = await RunRateAsync(Math.Round(probe), duration, output, cancellationToken);
+                var r = await RunRateAsync(Math.Round(probe), duration, warmUp, output, cancellationToken);
                 results.Add(r);
                 if (r.Sustained)
                 {
@@ -93,7 +92,7 @@ internal static class BenchE2e
 
             for (var step = 0; step < 2 && !double.IsPositiveInfinity(bad) && bad - good > Math.Max(100, good * 0.1); step++)
             {
-                var r = await RunRateAsync(Math.Round((good + bad) / 2 / 100) * 100, duration, output, cancellationToken);
+                var r = await RunRateAsync(Math.Round((good + bad) / 2 / 100) * 100, duration, warmUp, output, cancellationToken);
                 results.Add(r);
                 (good, bad) = r.Sustained ? (r.Offered, bad) : (good, r.Offered);
             }
@@ -109,7 +108,7 @@ internal static class BenchE2e
                 r.Shed.ToString(CultureInfo.InvariantCulture), BenchSupport.F(r.P50, "0.0"), BenchSupport.F(r.P95, "0.0"), BenchSupport.F(r.P99, "0.0"), BenchSupport.F(r.Max, "0.0"),
                 $"{r.QueueMax} / {r.QueueEnd}", BenchSupport.F(r.Cores, "0.00"), BenchSupport.Mib(r.Rss), r.Sustained ? "yes" : "no",
             ]));
-        const string Notes = "Herald runs in the bench process (in-process, not a child), so CPU and RSS include the fake Exchange and the fake APNs. "
+        const string Notes = "Herald runs as a child process (`herald serve`): CPU and RSS are its own; the fake Exchange and the fake APNs run in the bench process on the same two cores. "
             + "Open loop: posts start on schedule; 'shed' counts posts not started because 10,000 were already in flight. 'not acked' = answered other than OK.";
         await output.WriteLineAsync();
         await output.WriteLineAsync(table);
@@ -136,7 +135,7 @@ internal static class BenchE2e
         public List<(int Unread, DateTimeOffset PostedAt)> Events { get; } = [];
     }
 
-    internal static async Task<Result> RunRateAsync(double rate, TimeSpan duration, TextWriter output, CancellationToken cancellationToken)
+    internal static async Task<Result> RunRateAsync(double rate, TimeSpan duration, TimeSpan warmUp, TextWriter output, CancellationToken cancellationToken)
     {
         var directory = Path.Combine(Path.GetTempPath(), "herald-e2e-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
@@ -146,27 +145,38 @@ internal static class BenchE2e
             var pem = apns.GenerateSigningKey(BenchCommand.Team, BenchCommand.KeyId, BenchCommand.Topic);
             var trust = Path.Combine(directory, "fake-apns.pem");
             await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
-            await using var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust)));
-            await app.Services.GetRequiredService<IStoreAdmin>().MigrateAsync(cancellationToken);
+            var settings = BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust);
             var count = (int)Math.Max(200, Math.Ceiling(rate * 2));
-            var registrations = await BenchSupport.LoadRegistrationsAsync(app.Services.GetRequiredService<IHeraldStore>(), count, BenchCommand.Topic, cancellationToken);
-            await HeraldApp.StartAsync(app, cancellationToken);
-            var baseUrl = app.Urls.First().TrimEnd('/');
-            var queue = app.Services.GetRequiredService<INotificationQueue>();
+
+            // The gateway is a child process, so its CPU and memory are its own, not the simulators'.
+            var (child, registrations) = await BenchChildGateway.StartLoadedAsync(settings, count, cancellationToken);
+            await using var childScope = child;
+            var baseUrl = child.BaseUrl;
+            using var admin = new HttpClient { BaseAddress = new Uri(baseUrl + "/"), Timeout = TimeSpan.FromSeconds(30) };
+            admin.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", BenchCommand.AdminKey);
+            var queue = admin;
 
             using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = 2048, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) };
             await using var exchange = new FakeExchange(new HttpClient(handler, disposeHandler: false) { Timeout = TimeSpan.FromSeconds(30) }, TimeProvider.System);
             var mailboxes = registrations.Select(r => new Mailbox(r.Token, exchange.Subscribe(new Uri(baseUrl + "/ews/notify/" + r.Key), TimeSpan.FromMinutes(30)))).ToArray();
 
-            // Warm up the path (JIT, connections, provider token) with one post per 50 mailboxes, then settle.
-            await Parallel.ForEachAsync(mailboxes.Where((_, i) => i % 50 == 0), cancellationToken, async (m, ct) => await exchange.DeliverNewMailAsync(m.Subscription, ct));
-            await WaitDrainedAsync(queue, TimeSpan.FromSeconds(20), cancellationToken);
+            // Warm up the path (JIT and tiered compilation in the fresh gateway, connections, provider token): closed-loop
+            // posts from 64 workers over the mailboxes for the warm-up time (untimed), then let the queue drain.
+            var warmClock = Stopwatch.StartNew();
+            await Parallel.ForEachAsync(Enumerable.Range(0, 64), cancellationToken, async (w, ct) =>
+            {
+                for (var i = w; warmClock.Elapsed < warmUp && i < 1_000_000; i += 64)
+                {
+                    await exchange.DeliverNewMailAsync(mailboxes[i % mailboxes.Length].Subscription, ct);
+                }
+            });
+            await WaitDrainedAsync(queue, TimeSpan.FromSeconds(30), cancellationToken);
             apns.ClearRequests();
 
             long posted = 0, acked = 0, unacked = 0, shed = 0, inFlight = 0, queueMax = 0;
             var total = (long)Math.Round(rate * duration.TotalSeconds);
             var tasks = new ConcurrentBag<Task>();
-            var (cpu0, _) = BenchSupport.ProcessUsage();
+            var (cpu0, _) = BenchSupport.ProcessUsage(child.Id);
             var clock = Stopwatch.StartNew();
             var nextSample = TimeSpan.Zero;
             for (long k = 0; k < total;)
@@ -223,7 +233,7 @@ internal static class BenchE2e
             var trafficSeconds = clock.Elapsed.TotalSeconds;
             var queueEnd = await PendingAsync(queue, cancellationToken);
             queueMax = Math.Max(queueMax, queueEnd);
-            var (cpu1, rss) = BenchSupport.ProcessUsage();
+            var (cpu1, rss) = BenchSupport.ProcessUsage(child.Id);
             await WaitDrainedAsync(queue, TimeSpan.FromSeconds(60), cancellationToken);
             await Task.Delay(200, cancellationToken);
 
@@ -267,7 +277,6 @@ internal static class BenchE2e
                 BenchSupport.Percentile(latencies, 0.50), BenchSupport.Percentile(latencies, 0.95), BenchSupport.Percentile(latencies, 0.99), latencies.Count == 0 ? double.NaN : latencies[^1],
                 queueMax, queueEnd, (cpu1 - cpu0).TotalSeconds / trafficSeconds, rss);
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"e2e {rate:0}/s for {offeredSeconds:0.0} s: {posted} posted, {acked} acknowledged ({result.Achieved:0}/s), p50 {result.P50:0.0} ms, p95 {result.P95:0.0} ms, p99 {result.P99:0.0} ms, max {result.Max:0.0} ms, {missing} undelivered, queue max {queueMax}, CPU {result.Cores:0.00} cores, RSS {BenchSupport.Mib(rss)}, load {BenchSupport.LoadAverage()}"));
-            await app.StopAsync(CancellationToken.None);
             return result;
         }
         finally
@@ -276,14 +285,26 @@ internal static class BenchE2e
         }
     }
 
-    /// <summary>Notifications not yet finished (queued, being sent or waiting for a retry).</summary>
-    internal static async Task<long> PendingAsync(INotificationQueue queue, CancellationToken cancellationToken)
+    /// <summary>Notifications not yet finished (queued, being sent or waiting for a retry), from the gateway's <c>GET /v1/admin/queue</c>.</summary>
+    internal static async Task<long> PendingAsync(HttpClient admin, CancellationToken cancellationToken)
     {
-        var snapshot = await queue.SnapshotAsync(DateTimeOffset.UtcNow, cancellationToken);
-        return snapshot.Counts.Where(c => c.Key.State is NotificationState.Queued or NotificationState.Sending or NotificationState.Retrying).Sum(c => c.Value);
+        using var json = System.Text.Json.JsonDocument.Parse(await admin.GetStringAsync("v1/admin/queue", cancellationToken));
+        long pending = 0;
+        foreach (var lane in json.RootElement.GetProperty("lanes").EnumerateObject())
+        {
+            foreach (var state in lane.Value.EnumerateObject())
+            {
+                if (state.Name is "queued" or "sending" or "retrying")
+                {
+                    pending += state.Value.GetInt64();
+                }
+            }
+        }
+
+        return pending;
     }
 
-    private static async Task WaitDrainedAsync(INotificationQueue queue, TimeSpan limit, CancellationToken cancellationToken)
+    private static async Task WaitDrainedAsync(HttpClient queue, TimeSpan limit, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < limit && await PendingAsync(queue, cancellationToken) > 0)

@@ -159,14 +159,8 @@ internal static partial class BenchIngest
             var trust = Path.Combine(directory, "fake-apns.pem");
             await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
             var settings = BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust);
-            (string Id, string Token, string Key)[] registrations;
-            await using (var loader = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(settings)))
-            {
-                await loader.Services.GetRequiredService<IStoreAdmin>().MigrateAsync(cancellationToken);
-                registrations = await BenchSupport.LoadRegistrationsAsync(loader.Services.GetRequiredService<IHeraldStore>(), mailboxCount, BenchCommand.Topic, cancellationToken);
-            }
-
-            await using var child = await BenchChildGateway.StartAsync(settings, cancellationToken);
+            var (child, registrations) = await BenchChildGateway.StartLoadedAsync(settings, mailboxCount, cancellationToken);
+            await using var childScope = child;
             var paths = Path.Combine(directory, "paths.txt");
             await File.WriteAllLinesAsync(paths, registrations.Select(r => "/ews/notify/" + r.Key), cancellationToken);
             var body = Path.Combine(directory, "send-notification.xml");
