@@ -73,6 +73,10 @@ internal static partial class BenchPeers
                 herald.Seconds,
                 $"enqueue beforehand {herald.EnqueueSeconds:0.00} s; CPU {herald.Cpu.TotalSeconds:0.0} s incl. the fake ({herald.Cpu.TotalMicroseconds / Math.Max(1, herald.Sent):0} µs a notification)"));
 
+            var dotnetClient = await BenchDotnetClient.RunAsync(fake, count, cancellationToken);
+            rows.Add(dotnetClient);
+            await output.WriteLineAsync($"{dotnetClient.Sender}: {dotnetClient.Sent} in {dotnetClient.Seconds:0.00} s = {dotnetClient.Rate:0}/s ({dotnetClient.Note})");
+
             if (h2load is not null)
             {
                 // The fake's own CPU per request (h2load is another process): what any sender in this process must leave it.
