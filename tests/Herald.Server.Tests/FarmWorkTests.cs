@@ -435,9 +435,9 @@ public sealed class FarmWorkTests(PostgresServer postgres) : IClassFixture<Postg
                 {
                     ["Herald:EwsStreaming:PollInterval"] = "00:00:01",
 
-                    // Registrations are made through all three nodes, and a change made through one node reaches the
-                    // others at their safety-net re-read (there is no cross-node change signal): keep it short here.
-                    ["Herald:EwsStreaming:ReconcileInterval"] = "00:00:02",
+                    // Registrations are made through all three nodes: a change made through one node reaches the others
+                    // by the database's change feed (LISTEN/NOTIFY), not the safety-net re-read, which is kept out of reach.
+                    ["Herald:EwsStreaming:ReconcileInterval"] = "00:10:00",
                     ["Herald:EwsStreaming:MinBackOff"] = "00:00:00.100",
                     ["Logging:LogLevel:Herald"] = "Information",
                 }, ct);

@@ -1,10 +1,12 @@
 namespace Herald.Core.Registrations;
 
 /// <summary>
-/// This node's notice that a mailbox source's registrations changed through the API (created, patched, deleted), so
-/// the source's worker reconciles that connector at once instead of re-reading every registration on a timer.
-/// In-process only: a change made through another node of a farm is not raised here, which is why the workers keep a
-/// slow safety-net re-read (for EWS streaming <c>Herald:EwsStreaming:ReconcileInterval</c>).
+/// This node's notice that a mailbox source's registrations changed (created, patched, deleted, deactivated), so the
+/// source's worker reconciles that connector at once instead of re-reading every registration on a timer. Raised by
+/// the API for changes made through this node and, in a farm, for changes committed through any node
+/// (<see cref="Ports.IRegistrationChangeFeed"/>, PostgreSQL LISTEN/NOTIFY, wired by the server): a node's own change
+/// may then arrive twice, which the handlers coalesce. The workers keep a slow safety-net re-read (for EWS streaming
+/// <c>Herald:EwsStreaming:ReconcileInterval</c>) for what a hint can miss.
 /// </summary>
 /// <remarks>
 /// Raising is synchronous on the caller's thread and handlers must be cheap (mark the connector, set a wake-up);
@@ -12,8 +14,11 @@ namespace Herald.Core.Registrations;
 /// </remarks>
 public sealed class RegistrationChanges
 {
-    /// <summary>Raised after a registration with a connector was stored, changed or deleted on this node.</summary>
+    /// <summary>Raised after a registration with a connector was stored, changed or deleted.</summary>
     public event Action<RegistrationChange>? Changed;
+
+    /// <summary>Raised when changes may have been missed (the cross-node feed reconnected): re-read every connector once.</summary>
+    public event Action? AllChanged;
 
     /// <summary>Announces a change of <paramref name="registration"/> (as stored, or as it was before a delete); no-op without a connector.</summary>
     public void Notify(Registration registration)
@@ -24,6 +29,12 @@ public sealed class RegistrationChanges
             Changed?.Invoke(new RegistrationChange(registration.TenantId, registration.Source, connector));
         }
     }
+
+    /// <summary>Announces a change another node made (or this node's, heard back from the database).</summary>
+    public void Notify(RegistrationChange change) => Changed?.Invoke(change);
+
+    /// <summary>Announces that changes may have been missed: every connector's registrations are to be re-read.</summary>
+    public void NotifyAll() => AllChanged?.Invoke();
 }
 
 /// <summary>Which connector's registrations changed.</summary>

@@ -169,7 +169,19 @@ public static partial class HeraldApp
             sp.GetRequiredService<ILogger<Herald.Core.Credentials.CredentialRegistry>>()));
         services.AddSingleton(sp => (IMailboxDirectory)sp.GetRequiredService<IHeraldStore>());
         services.AddSingleton<ConnectorService>();
-        services.AddSingleton<Herald.Core.Registrations.RegistrationChanges>(); // this node's registration changes, for the source workers
+        services.AddSingleton(sp =>
+        {
+            // Registration changes, for the source workers: this node's API raises them; a shared database (PostgreSQL
+            // LISTEN/NOTIFY) adds those committed through any node, and a "re-read everything" when its listener reconnects.
+            var changes = new Herald.Core.Registrations.RegistrationChanges();
+            if (sp.GetRequiredService<IHeraldStore>() is IRegistrationChangeFeed feed)
+            {
+                feed.RegistrationChanged += changes.Notify;
+                feed.RegistrationChangesMissed += changes.NotifyAll;
+            }
+
+            return changes;
+        });
         services.AddSingleton<IPreviewCache, PreviewCache>(_ => new PreviewCache());
 
         // One APNs provider token per signing key for the whole farm and across restarts (registered before the provider's default).

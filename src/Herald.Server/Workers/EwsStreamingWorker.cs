@@ -28,9 +28,11 @@ public sealed class EwsStreamingWorkerOptions
     /// The safety net: how often the connectors and every streaming registration are re-read from the store although no
     /// change was signalled. Registrations created, patched or deleted and connectors saved or deleted through this
     /// node's API are reconciled at once (a change signal), so on a single node this re-read only catches what the API
-    /// did not do (a registration the dispatcher deactivated). In a farm, a change made through another node is not
-    /// signalled here: this node sees it at its next re-read, so within this interval (or sooner, when a change to the
-    /// same connector is made through this node meanwhile). Default 60 s; positive, at most a day.
+    /// did not do (a registration the dispatcher deactivated). In a farm on PostgreSQL, registration changes committed
+    /// through any node (the dispatcher's deactivations too) are signalled to every node by LISTEN/NOTIFY, and a
+    /// reconnected listener triggers one full re-read; this interval then bounds only what a notification missed, a
+    /// connector saved through another node, and farms with <c>Herald:Postgres:Listen</c> off. Default 60 s; positive,
+    /// at most a day.
     /// </summary>
     public TimeSpan ReconcileInterval { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -62,10 +64,11 @@ internal sealed record EwsOwnedGroup(string LeaseKey, string TenantId, string Co
 /// of the groups it owns and turns what it hears into ingests (route: the mailbox's keyed hash on the tenant's connector).
 /// Badges come from the inbox's folder ModifiedEvent UnreadCount, or GetFolder when a new-mail notification carries none;
 /// previews (style preview only) from GetItem, transient. A connector's registrations are re-read when this node signals
-/// a change to them (<see cref="RegistrationChanges"/>, <see cref="ConnectorService.Changed"/>), and all of them every
-/// <see cref="EwsStreamingWorkerOptions.ReconcileInterval"/> as a safety net (a change made through another node of a
-/// farm is not signalled here); every <see cref="EwsStreamingWorkerOptions.PollInterval"/> the groups' leases are
-/// balanced from what was read last.
+/// a change to them (<see cref="RegistrationChanges"/>, which in a farm on PostgreSQL also carries changes committed
+/// through other nodes, and <see cref="ConnectorService.Changed"/>), every connector's when changes may have been missed
+/// (<see cref="RegistrationChanges.AllChanged"/>), and all of them every
+/// <see cref="EwsStreamingWorkerOptions.ReconcileInterval"/> as a safety net; every
+/// <see cref="EwsStreamingWorkerOptions.PollInterval"/> the groups' leases are balanced from what was read last.
 /// </summary>
 /// <remarks>
 /// Ownership: one work lease per subscription group. Every node forms the same groups from the same registrations:
@@ -165,6 +168,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
     {
         connectors.Changed += OnConnectorChanged;
         changes.Changed += OnRegistrationsChanged;
+        changes.AllChanged += OnAllRegistrationsChanged;
         leases.Lost += OnLeaseLost;
         try
         {
@@ -198,6 +202,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         {
             connectors.Changed -= OnConnectorChanged;
             changes.Changed -= OnRegistrationsChanged;
+            changes.AllChanged -= OnAllRegistrationsChanged;
             leases.Lost -= OnLeaseLost;
             foreach (var key in _runtimes.Keys.ToList())
             {
@@ -481,6 +486,12 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
             MarkChanged(change.TenantId + ":" + change.Connector);
             Wake(); // reconcile that connector now, not at the safety-net re-read
         }
+    }
+
+    private void OnAllRegistrationsChanged()
+    {
+        Volatile.Write(ref _pendingAll, 1); // the farm's change feed reconnected: what it missed is re-read now
+        Wake();
     }
 
     /// <summary>Wakes the loop; a change announced while the worker is stopping is no error for the API call that made it.</summary>

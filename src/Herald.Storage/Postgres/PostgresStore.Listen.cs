@@ -10,10 +10,12 @@ public sealed partial class PostgresStore
     private static readonly TimeSpan MaxReconnectDelay = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Holds one connection that LISTENs on <see cref="QueueChannel"/> and raises <see cref="QueueWake"/> for
-    /// every notification. When the connection breaks (database restart, failover, network), it reconnects
-    /// with a growing delay (up to 30 s) and raises the wake-up once connected again, since notifications sent
-    /// meanwhile are lost. The dispatcher's polling covers the gap.
+    /// Holds one connection that LISTENs on <see cref="QueueChannel"/> and <see cref="RegistrationsChannel"/>, and
+    /// raises <see cref="QueueWake"/> or <see cref="RegistrationChanged"/> for every notification. When the connection
+    /// breaks (database restart, failover, network), it reconnects with a growing delay (up to 30 s) and, once
+    /// connected again, raises the wake-up and <see cref="RegistrationChangesMissed"/>, since notifications sent
+    /// meanwhile are lost (the first connection raises them too: what changed before it was heard by nobody). The
+    /// dispatcher's polling and the workers' safety-net re-reads cover the gap.
     /// </summary>
     private async Task ListenLoopAsync(CancellationToken stopping)
     {
@@ -29,9 +31,13 @@ public sealed partial class PostgresStore
                     {
                         RaiseQueueWake();
                     }
+                    else if (e.Channel == RegistrationsChannel)
+                    {
+                        RaiseRegistrationChanged(e.Payload);
+                    }
                 };
                 await connection.OpenAsync(stopping).ConfigureAwait(false);
-                await using (var listen = new NpgsqlCommand("LISTEN " + QueueChannel, connection))
+                await using (var listen = new NpgsqlCommand("LISTEN " + QueueChannel + "; LISTEN " + RegistrationsChannel, connection))
                 {
                     await listen.ExecuteNonQueryAsync(stopping).ConfigureAwait(false);
                 }
@@ -39,6 +45,7 @@ public sealed partial class PostgresStore
                 IsListening = true;
                 Log.Listening(_logger, Target);
                 RaiseQueueWake(); // whatever was enqueued while not listening
+                RaiseRegistrationChangesMissed(); // and whatever registration changed meanwhile
                 delay = TimeSpan.FromMilliseconds(250);
                 while (!stopping.IsCancellationRequested)
                 {

@@ -20,7 +20,8 @@ namespace Herald.Storage.Postgres;
 /// and expired leases are released by whichever node's reaper finds them first. Enqueues send
 /// <c>pg_notify('herald_queue')</c> in their transaction; each node LISTENs (unless
 /// <see cref="PostgresStoreOptions.Listen"/> is off) and raises <see cref="QueueWake"/>, a hint on top of
-/// the dispatcher's own polling.
+/// the dispatcher's own polling. The same connection LISTENs for registration changes
+/// (<c>herald_registrations</c>, sent by triggers) and raises them as an <see cref="Core.Ports.IRegistrationChangeFeed"/>.
 /// </para>
 /// <para>
 /// Errors propagate as <see cref="NpgsqlException"/> (a <see cref="DbException"/>) after the transaction
@@ -135,10 +136,7 @@ public sealed partial class PostgresStore : IHeraldStore, IQueueWakeSource
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 _queueWake += value;
-                if (_options.Listen && _listener is null)
-                {
-                    _listener = Task.Run(() => ListenLoopAsync(_stopping.Token));
-                }
+                StartListenerLocked();
             }
         }
 
@@ -254,6 +252,15 @@ public sealed partial class PostgresStore : IHeraldStore, IQueueWakeSource
         return false;
     }
 
+    /// <summary>Starts the LISTEN connection (one, for the queue and the registration feed) unless listening is off; under <c>_wakeLock</c>.</summary>
+    private void StartListenerLocked()
+    {
+        if (_options.Listen && _listener is null)
+        {
+            _listener = Task.Run(() => ListenLoopAsync(_stopping.Token));
+        }
+    }
+
     private void RaiseQueueWake()
     {
         Action? handlers;
@@ -289,10 +296,10 @@ public sealed partial class PostgresStore : IHeraldStore, IQueueWakeSource
         [LoggerMessage(EventId = 3105, Level = LogLevel.Warning, Message = "{Count} outcomes of {Owner} were ignored: their leases had expired and were released (another node may have sent them)")]
         public static partial void Fenced(ILogger logger, int count, string owner);
 
-        [LoggerMessage(EventId = 3106, Level = LogLevel.Information, Message = "Listening for queue wake-ups on {Target}")]
+        [LoggerMessage(EventId = 3106, Level = LogLevel.Information, Message = "Listening for queue wake-ups and registration changes on {Target}")]
         public static partial void Listening(ILogger logger, string target);
 
-        [LoggerMessage(EventId = 3107, Level = LogLevel.Warning, Message = "The queue wake-up listener on {Target} failed; reconnecting in {Delay} (the dispatcher polls meanwhile)")]
+        [LoggerMessage(EventId = 3107, Level = LogLevel.Warning, Message = "The LISTEN connection on {Target} failed; reconnecting in {Delay} (the dispatcher polls meanwhile; the mailbox sources re-read everything once reconnected)")]
         public static partial void ListenFailed(ILogger logger, string target, TimeSpan delay, Exception exception);
 
         [LoggerMessage(EventId = 3108, Level = LogLevel.Error, Message = "A queue wake-up handler failed")]

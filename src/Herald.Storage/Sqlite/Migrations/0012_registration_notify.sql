@@ -1,0 +1,3 @@
+-- Nothing to do in SQLite. PostgreSQL's 0012 adds triggers that NOTIFY every node of a farm of registration changes
+-- (herald_registrations); a SQLite database has one node, whose own RegistrationChanges sees every change. The number
+-- is kept so both dialects share their schema versions.
