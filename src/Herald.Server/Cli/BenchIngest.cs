@@ -26,7 +26,7 @@ internal static partial class BenchIngest
     public static Command Create()
     {
         var duration = new Option<string>("--duration") { Description = "Each phase: 10s, 1m...", DefaultValueFactory = _ => "10s" };
-        var connections = new Option<int>("--connections") { Description = "Concurrent keep-alive connections.", DefaultValueFactory = _ => 256 };
+        var connections = new Option<int>("--connections") { Description = "Concurrent keep-alive connections (callbacks in flight).", DefaultValueFactory = _ => 1024 };
         var mailboxes = new Option<int>("--mailboxes") { Description = "Registrations Exchange posts for.", DefaultValueFactory = _ => 20_000 };
         var warmUp = new Option<string>("--warm-up") { Description = "Untimed load before each phase (JIT and tiered compilation reach their steady state): 10s, 1m...", DefaultValueFactory = _ => "10s" };
         var docs = new Option<bool>("--append-docs") { Description = "Append the table to docs/BENCHMARKS.md." };
