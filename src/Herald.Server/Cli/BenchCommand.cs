@@ -158,6 +158,19 @@ internal static class BenchCommand
         }
     }
 
+    /// <summary>
+    /// Starts a fake APNs for a bench run, gives Herald a signing key for it, writes its certificate into
+    /// <paramref name="directory"/> and returns the gateway settings pointing at it (a fresh SQLite file in the same folder).
+    /// </summary>
+    internal static async Task<(FakeApnsServer Fake, Dictionary<string, string?> Settings)> StartFakeForGatewayAsync(string directory, CancellationToken cancellationToken, bool record = false)
+    {
+        var apns = await StartFakeAsync(cancellationToken, record);
+        var pem = apns.GenerateSigningKey(Team, KeyId, Topic);
+        var trust = Path.Combine(directory, "fake-apns.pem");
+        await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
+        return (apns, GatewaySettings(directory, apns.BaseUrl, pem, trust));
+    }
+
     /// <summary>The gateway settings every bench shares: a fresh SQLite file, no rate limits, APNs pointed at <paramref name="apnsUrl"/>.</summary>
     internal static Dictionary<string, string?> GatewaySettings(string directory, string apnsUrl, string pem, string? trustCert) => new()
     {

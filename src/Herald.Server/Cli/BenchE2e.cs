@@ -141,11 +141,8 @@ internal static class BenchE2e
         Directory.CreateDirectory(directory);
         try
         {
-            await using var apns = await BenchCommand.StartFakeAsync(cancellationToken, record: true);
-            var pem = apns.GenerateSigningKey(BenchCommand.Team, BenchCommand.KeyId, BenchCommand.Topic);
-            var trust = Path.Combine(directory, "fake-apns.pem");
-            await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
-            var settings = BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust);
+            var (apns, settings) = await BenchCommand.StartFakeForGatewayAsync(directory, cancellationToken, record: true);
+            await using var apnsScope = apns;
             var count = (int)Math.Max(200, Math.Ceiling(rate * 2));
 
             // The gateway is a child process, so its CPU and memory are its own, not the simulators'.

@@ -97,11 +97,9 @@ internal static partial class BenchIngest
         Directory.CreateDirectory(directory);
         try
         {
-            await using var apns = await BenchCommand.StartFakeAsync(cancellationToken);
-            var pem = apns.GenerateSigningKey(BenchCommand.Team, BenchCommand.KeyId, BenchCommand.Topic);
-            var trust = Path.Combine(directory, "fake-apns.pem");
-            await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
-            await using var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust)));
+            var (apns, settings) = await BenchCommand.StartFakeForGatewayAsync(directory, cancellationToken);
+            await using var apnsScope = apns;
+            await using var app = HeraldApp.Build(["--urls=http://127.0.0.1:0"], configure: b => b.Configuration.AddInMemoryCollection(settings));
             await app.Services.GetRequiredService<IStoreAdmin>().MigrateAsync(cancellationToken);
             var registrations = await BenchSupport.LoadRegistrationsAsync(app.Services.GetRequiredService<IHeraldStore>(), mailboxCount, BenchCommand.Topic, cancellationToken);
             await HeraldApp.StartAsync(app, cancellationToken);
@@ -154,11 +152,8 @@ internal static partial class BenchIngest
         Directory.CreateDirectory(directory);
         try
         {
-            await using var apns = await BenchCommand.StartFakeAsync(cancellationToken);
-            var pem = apns.GenerateSigningKey(BenchCommand.Team, BenchCommand.KeyId, BenchCommand.Topic);
-            var trust = Path.Combine(directory, "fake-apns.pem");
-            await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
-            var settings = BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust);
+            var (apns, settings) = await BenchCommand.StartFakeForGatewayAsync(directory, cancellationToken);
+            await using var apnsScope = apns;
             var (child, registrations) = await BenchChildGateway.StartLoadedAsync(settings, mailboxCount, cancellationToken);
             await using var childScope = child;
             var paths = Path.Combine(directory, "paths.txt");

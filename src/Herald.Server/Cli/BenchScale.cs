@@ -77,11 +77,8 @@ internal static class BenchScale
         Directory.CreateDirectory(directory);
         try
         {
-            await using var apns = await BenchCommand.StartFakeAsync(cancellationToken);
-            var pem = apns.GenerateSigningKey(BenchCommand.Team, BenchCommand.KeyId, BenchCommand.Topic);
-            var trust = Path.Combine(directory, "fake-apns.pem");
-            await File.WriteAllTextAsync(trust, apns.CertificatePem, cancellationToken);
-            var settings = BenchCommand.GatewaySettings(directory, apns.BaseUrl, pem, trust);
+            var (apns, settings) = await BenchCommand.StartFakeForGatewayAsync(directory, cancellationToken);
+            await using var apnsScope = apns;
 
             (string Id, string Token, string Key)[] registrations;
             var load = Stopwatch.StartNew();
