@@ -131,8 +131,11 @@ public sealed class GraphSubscriptionErrorTests
 
         rig.Time.Advance(TimeSpan.FromMinutes(46)); // due (15 minutes before the granted hour ends)
         rig.Graph.FailNext("renew", 1, 503, "ServiceUnavailable");
-        await rig.ReconcileAsync(ct);
+        var retryAt = await rig.ReconcileAsync(ct);
         Assert.Equal(0, Assert.Single(rig.Graph.Subscriptions).Renewals);
+
+        // Tried again shortly, not at once (a due subscription must not be retried in a tight loop) nor a whole interval later.
+        Assert.Equal(rig.Time.GetUtcNow() + GraphSubscriptionManager.RetryAfterFailure, retryAt);
         var kept = await rig.StoredAsync(ct);
         Assert.Equal(created.Id, kept.Id);
         Assert.Equal(created.ExpirationDateTime, kept.ExpiresAt);
@@ -197,9 +200,19 @@ public sealed class GraphSubscriptionErrorTests
         Assert.Equal(GraphSubscriptionAction.None, stored.PendingAction);
         Assert.Equal(rig.Time.GetUtcNow() + TimeSpan.FromHours(1), stored.ExpiresAt);
 
+        // A reauthorization Graph refuses stays pending and is tried again in seconds, not at the next interval.
+        Assert.True(await rig.Subscriptions.SetGraphSubscriptionActionAsync(created.Id, GraphSubscriptionAction.Reauthorize, ct));
+        rig.Graph.FailNext("renew", 1, 503, "ServiceUnavailable");
+        Assert.Equal(rig.Time.GetUtcNow() + GraphSubscriptionManager.RetryAfterFailure, await rig.ReconcileAsync(ct));
+        Assert.Equal(GraphSubscriptionAction.Reauthorize, (await rig.StoredAsync(ct)).PendingAction);
+        rig.Time.Advance(GraphSubscriptionManager.RetryAfterFailure);
+        await rig.ReconcileAsync(ct);
+        Assert.Equal(2, Assert.Single(rig.Graph.Subscriptions).Renewals);
+        Assert.Equal(GraphSubscriptionAction.None, (await rig.StoredAsync(ct)).PendingAction);
+
         // A plain pass afterwards does nothing more.
         await rig.ReconcileAsync(ct);
-        Assert.Equal(1, Assert.Single(rig.Graph.Subscriptions).Renewals);
+        Assert.Equal(2, Assert.Single(rig.Graph.Subscriptions).Renewals);
 
         // subscriptionRemoved: the old one is deleted and a new one created with a new clientState.
         Assert.True(await rig.Subscriptions.SetGraphSubscriptionActionAsync(created.Id, GraphSubscriptionAction.Recreate, ct));

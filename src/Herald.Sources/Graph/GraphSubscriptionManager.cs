@@ -85,6 +85,9 @@ public sealed partial class GraphSubscriptionManager(
     /// <summary>The lifecycle notification URL of a connector.</summary>
     public string LifecycleUrl(string tenantId, string connector) => PublicBaseUrl.TrimEnd('/') + "/graph/lifecycle/" + Uri.EscapeDataString(tenantId) + "/" + Uri.EscapeDataString(connector);
 
+    /// <summary>How soon a subscription whose renewal or reauthorization failed is tried again.</summary>
+    public static readonly TimeSpan RetryAfterFailure = TimeSpan.FromSeconds(5);
+
     /// <summary>When a subscription is due for renewal: a quarter of its granted lifetime before it expires (30 s – 1 h).</summary>
     public static DateTimeOffset RenewAt(GraphSubscription subscription)
     {
@@ -196,7 +199,7 @@ public sealed partial class GraphSubscriptionManager(
                 continue;
             }
 
-            var due = RenewAt(current);
+            var due = NextAttempt(current, now);
             if (due < next)
             {
                 next = due;
@@ -250,7 +253,19 @@ public sealed partial class GraphSubscriptionManager(
             return null;
         }
 
-        return RenewAt(current);
+        return NextAttempt(current, now);
+    }
+
+    /// <summary>
+    /// When a maintained subscription needs attention next: its renewal time, or, when its renewal or reauthorization just
+    /// failed (Graph refused or did not answer), <see cref="RetryAfterFailure"/> from now: not at the next interval (a
+    /// reauthorization would wait up to ReconcileInterval) and not at once (a due subscription would otherwise be retried in
+    /// a tight loop against a failing or throttling Graph).
+    /// </summary>
+    private static DateTimeOffset NextAttempt(GraphSubscription current, DateTimeOffset now)
+    {
+        var due = RenewAt(current);
+        return current.PendingAction != GraphSubscriptionAction.None || due <= now ? now + RetryAfterFailure : due;
     }
 
     /// <summary>Renews, reauthorizes or recreates one subscription as needed; null when it is gone and must be created anew.</summary>
