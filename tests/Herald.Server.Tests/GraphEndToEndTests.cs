@@ -27,12 +27,12 @@ public sealed class GraphEndToEndTests
 
     private static readonly Dictionary<string, string?> Fast = new() { ["Herald:Graph:ReconcileInterval"] = "00:00:00.200" };
 
-    private static async Task<(GatewayHarness Gateway, FakeGraphServer Graph)> StartAsync(CancellationToken ct, FakeGraphOptions? options = null)
+    private static async Task<(GatewayHarness Gateway, FakeGraphServer Graph)> StartAsync(CancellationToken ct, FakeGraphOptions? options = null, Dictionary<string, string?>? settings = null)
     {
         var graph = await FakeGraphServer.StartAsync(options, cancellationToken: ct);
         graph.RegisterApplication(ClientId, ClientSecret);
         graph.AddMailbox(Mailbox);
-        var gw = await GatewayHarness.StartAsync(Fast, cancellationToken: ct);
+        var gw = await GatewayHarness.StartAsync(settings ?? Fast, cancellationToken: ct);
         using var put = await gw.Client.PutAsJsonAsync("v1/connectors/o365", new
         {
             kind = "graph",
@@ -43,9 +43,9 @@ public sealed class GraphEndToEndTests
         return (gw, graph);
     }
 
-    private static async Task<string> RegisterAsync(GatewayHarness gw, string token, string style, CancellationToken ct)
+    private static async Task<string> RegisterAsync(GatewayHarness gw, string token, string style, CancellationToken ct, string mailbox = Mailbox)
     {
-        using var reg = await gw.Client.PostAsJsonAsync("v1/registrations", new { platform = "apns", token, source = "graph", mailbox = Mailbox, connector = "o365", style }, ct);
+        using var reg = await gw.Client.PostAsJsonAsync("v1/registrations", new { platform = "apns", token, source = "graph", mailbox, connector = "o365", style }, ct);
         var body = await reg.Content.ReadAsStringAsync(ct);
         Assert.True(reg.IsSuccessStatusCode, body);
         using var doc = JsonDocument.Parse(body);
@@ -83,6 +83,33 @@ public sealed class GraphEndToEndTests
         }
 
         throw new TimeoutException(what);
+    }
+
+    [Fact]
+    public async Task RegistrationChanges_CreateAndDeleteSubscriptions_WithoutWaitingForTheReconcileInterval()
+    {
+        var ct = TestContext.Current.CancellationToken;
+
+        // The next scheduled pass is ten minutes away: whatever happens within seconds comes from the change signal.
+        var (gw, graph) = await StartAsync(ct, settings: new() { ["Herald:Graph:ReconcileInterval"] = "00:10:00" });
+        await using (gw)
+        await using (graph)
+        {
+            const string Bob = "bob@contoso.com";
+            graph.AddMailbox(Bob);
+            await RegisterAsync(gw, Token(20), "badge", ct);
+            var alice = await WaitForSubscriptionAsync(graph, _ => true, ct);
+
+            // The pass that created Alice's subscription listed the registrations before it; Bob's comes after it.
+            var bob = await RegisterAsync(gw, Token(21), "badge", ct, Bob);
+            var bobs = await WaitForSubscriptionAsync(graph, s => s.Id != alice.Id, ct);
+            Assert.Equal(2, graph.Subscriptions.Count);
+
+            using var deleted = await gw.Client.DeleteAsync("v1/registrations/" + bob, ct);
+            Assert.True(deleted.IsSuccessStatusCode);
+            await WaitForAsync(() => graph.Subscriptions.Any(s => s.Id == bobs.Id) ? null : "deleted", "Bob's subscription was not deleted within 15 s", ct);
+            Assert.Equal(alice.Id, Assert.Single(graph.Subscriptions).Id);
+        }
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using Herald.Core.Connectors;
 using Herald.Core.Farm;
 using Herald.Core.Pipeline;
 using Herald.Core.Ports;
+using Herald.Core.Registrations;
 using Herald.Server.Endpoints;
 using Herald.Server.Hosting;
 using Herald.Sources.Graph;
@@ -58,6 +59,7 @@ internal sealed partial class GraphWorker(
     PublicUrls urls,
     NodeIdentity node,
     ConnectorService connectors,
+    RegistrationChanges changes,
     WorkLeases leases,
     WorkShares shares,
     IHostApplicationLifetime lifetime,
@@ -107,6 +109,8 @@ internal sealed partial class GraphWorker(
         var processor = services.GetRequiredService<GraphNotificationProcessor>();
         manager.NodeName = processor.NodeName = node.LeaseOwner;
         connectors.Changed += OnConnectorChanged;
+        changes.Changed += OnRegistrationChanged;
+        changes.AllChanged += OnAllRegistrationsChanged;
         leases.Lost += OnLeaseLost;
         try
         {
@@ -163,6 +167,8 @@ internal sealed partial class GraphWorker(
         finally
         {
             connectors.Changed -= OnConnectorChanged;
+            changes.Changed -= OnRegistrationChanged;
+            changes.AllChanged -= OnAllRegistrationsChanged;
             leases.Lost -= OnLeaseLost;
         }
     }
@@ -238,6 +244,20 @@ internal sealed partial class GraphWorker(
             wake.Reconcile();
         }
     }
+
+    /// <summary>
+    /// A Graph registration was created, changed or deleted (through this node, or through another one via the store's
+    /// change feed): its subscription is created or deleted now rather than at the next <see cref="GraphSourceOptions.ReconcileInterval"/>.
+    /// </summary>
+    private void OnRegistrationChanged(RegistrationChange change)
+    {
+        if (change.Source == SourceKind.Graph)
+        {
+            wake.Reconcile();
+        }
+    }
+
+    private void OnAllRegistrationsChanged() => wake.Reconcile();
 
     private void OnLeaseLost(string key)
     {
