@@ -1,10 +1,6 @@
 using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Herald.Core.Ports;
-using Herald.Core.Registrations;
-using Herald.Core.Security;
-using Herald.Server.Auth;
 using Herald.Server.Workers;
 using Herald.Simulators.Apns;
 using Herald.Simulators.Exchange.Streaming;
@@ -12,6 +8,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Xunit;
+using static Herald.Server.Tests.EwsStreamingTestKit;
 
 namespace Herald.Server.Tests;
 
@@ -23,7 +20,6 @@ namespace Herald.Server.Tests;
 /// </summary>
 public sealed class EwsStreamingChangeSignalTests
 {
-    private const string Connector = "contoso-exchange";
     private const string Alice = "alice@contoso.test";
     private const string Bob = "bob@contoso.test";
 
@@ -144,27 +140,7 @@ public sealed class EwsStreamingChangeSignalTests
         await ConnectAsync(gw, exchange);
 
         // Written to the store directly, as another node of a farm would: no change signal on this node.
-        var secrets = gw.App.Services.GetRequiredService<SecretBox>();
-        var now = DateTimeOffset.UtcNow;
-        await gw.App.Services.GetRequiredService<IRegistrationStore>().CreateAsync(
-            new Registration
-            {
-                Id = "reg_" + Guid.CreateVersion7().ToString("N"),
-                TenantId = AdminKeyBootstrap.DefaultTenant,
-                Platform = Platform.Apns,
-                Token = Token(6),
-                Topic = GatewayHarness.Topic,
-                Source = SourceKind.EwsStreaming,
-                Style = NotificationStyle.Badge,
-                Status = RegistrationStatus.Active,
-                Connector = Connector,
-                MailboxHash = secrets.MailboxHash(Alice),
-                SealedMailbox = secrets.Seal(Alice, "mailbox"),
-                CreatedAt = now,
-                UpdatedAt = now,
-            },
-            null,
-            Ct);
+        await WriteUnsignalledAsync(gw, Alice, Token(6));
 
         await Eventually(() => exchange.SubscriptionsOf(Alice) == 1, "streamed after the safety-net re-read");
         exchange.EmitNewMail(Alice, "net", "n", "n@example.org");
@@ -203,27 +179,6 @@ public sealed class EwsStreamingChangeSignalTests
         return services.BuildServiceProvider();
     }
 
-    private static async Task ConnectAsync(GatewayHarness gw, FakeEwsServer exchange)
-    {
-        using var put = await gw.Client.PutAsJsonAsync("v1/connectors/" + Connector, new
-        {
-            kind = "ews",
-            autodiscover = true,
-            autodiscoverUrl = exchange.AutodiscoverUrl,
-            auth = new { type = "basic", username = exchange.Options.BasicUsername, password = exchange.Options.BasicPassword },
-        }, Ct);
-        Assert.True(put.IsSuccessStatusCode, await put.Content.ReadAsStringAsync(Ct));
-    }
-
-    private static async Task<string> RegisterAsync(GatewayHarness gw, string mailbox, string token, string style)
-    {
-        using var reg = await gw.Client.PostAsJsonAsync("v1/registrations", new { platform = "apns", token, source = "ews-streaming", mailbox, connector = Connector, style }, Ct);
-        var body = await reg.Content.ReadAsStringAsync(Ct);
-        Assert.True(reg.IsSuccessStatusCode, body);
-        using var doc = JsonDocument.Parse(body);
-        return doc.RootElement.GetProperty("id").GetString()!;
-    }
-
     private static async Task<FakeApnsRequest> WaitForPushAsync(FakeApnsServer apns, Func<FakeApnsRequest, bool> predicate)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
@@ -239,13 +194,4 @@ public sealed class EwsStreamingChangeSignalTests
         }
     }
 
-    private static async Task Eventually(Func<bool> condition, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < Within, "Timed out waiting for " + what);
-            await Task.Delay(20, Ct);
-        }
-    }
 }

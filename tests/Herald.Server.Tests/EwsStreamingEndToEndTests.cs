@@ -1,8 +1,8 @@
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Herald.Simulators.Exchange.Streaming;
 using Xunit;
+using static Herald.Server.Tests.EwsStreamingTestKit;
 
 namespace Herald.Server.Tests;
 
@@ -12,7 +12,6 @@ namespace Herald.Server.Tests;
 /// </summary>
 public sealed class EwsStreamingEndToEndTests
 {
-    private const string Connector = "contoso-exchange";
     private const string Alice = "alice@contoso.test";
     private const string Bob = "bob@contoso.test";
 
@@ -25,42 +24,6 @@ public sealed class EwsStreamingEndToEndTests
         ["Herald:EwsStreaming:PollInterval"] = "00:00:00.200",
         ["Herald:EwsStreaming:MinBackOff"] = "00:00:00.100",
     };
-
-    private static async Task ConnectAsync(GatewayHarness gw, FakeEwsServer exchange)
-    {
-        using var put = await gw.Client.PutAsJsonAsync("v1/connectors/" + Connector, new
-        {
-            kind = "ews",
-            autodiscover = true,
-            autodiscoverUrl = exchange.AutodiscoverUrl,
-            auth = new { type = "basic", username = exchange.Options.BasicUsername, password = exchange.Options.BasicPassword },
-        }, Ct);
-        Assert.True(put.IsSuccessStatusCode, await put.Content.ReadAsStringAsync(Ct));
-    }
-
-    private static async Task<string> RegisterAsync(GatewayHarness gw, string mailbox, string token, string style)
-    {
-        using var reg = await gw.Client.PostAsJsonAsync("v1/registrations", new { platform = "apns", token, source = "ews-streaming", mailbox, connector = Connector, style }, Ct);
-        var body = await reg.Content.ReadAsStringAsync(Ct);
-        Assert.True(reg.IsSuccessStatusCode, body);
-        using var doc = JsonDocument.Parse(body);
-        return doc.RootElement.GetProperty("id").GetString()!;
-    }
-
-    private static async Task Eventually(Func<bool> condition, string what)
-    {
-        for (var i = 0; i < 1000; i++)
-        {
-            if (condition())
-            {
-                return;
-            }
-
-            await Task.Delay(20, Ct);
-        }
-
-        Assert.Fail("Timed out waiting for " + what);
-    }
 
     [Fact]
     public async Task NewMail_PushesBadgeAndPreview_DatabaseHoldsNeitherSubjectNorSender()

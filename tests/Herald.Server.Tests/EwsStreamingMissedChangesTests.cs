@@ -1,12 +1,9 @@
-using System.Diagnostics;
 using System.Net.Http.Json;
-using Herald.Core.Ports;
 using Herald.Core.Registrations;
-using Herald.Core.Security;
-using Herald.Server.Auth;
 using Herald.Simulators.Exchange.Streaming;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
+using static Herald.Server.Tests.EwsStreamingTestKit;
 
 namespace Herald.Server.Tests;
 
@@ -16,7 +13,6 @@ namespace Herald.Server.Tests;
 /// </summary>
 public sealed class EwsStreamingMissedChangesTests
 {
-    private const string Connector = "contoso-exchange";
     private const string Alice = "alice@contoso.test";
     private const string Bob = "bob@contoso.test";
 
@@ -60,27 +56,7 @@ public sealed class EwsStreamingMissedChangesTests
         await Eventually(() => exchange.SubscriptionsOf(Bob) == 1, "bob streaming");
 
         // Alice written to the store directly, as a change whose notification was lost: nothing signals it.
-        var secrets = gw.App.Services.GetRequiredService<SecretBox>();
-        var now = DateTimeOffset.UtcNow;
-        await gw.App.Services.GetRequiredService<IRegistrationStore>().CreateAsync(
-            new Registration
-            {
-                Id = "reg_" + Guid.CreateVersion7().ToString("N"),
-                TenantId = AdminKeyBootstrap.DefaultTenant,
-                Platform = Platform.Apns,
-                Token = Token(2),
-                Topic = GatewayHarness.Topic,
-                Source = SourceKind.EwsStreaming,
-                Style = NotificationStyle.Badge,
-                Status = RegistrationStatus.Active,
-                Connector = Connector,
-                MailboxHash = secrets.MailboxHash(Alice),
-                SealedMailbox = secrets.Seal(Alice, "mailbox"),
-                CreatedAt = now,
-                UpdatedAt = now,
-            },
-            null,
-            Ct);
+        await WriteUnsignalledAsync(gw, Alice, Token(2));
         await Task.Delay(1000, Ct);
         Assert.Equal(0, exchange.SubscriptionsOf(Alice)); // not streamed: no signal, and the safety net is 10 minutes away
 
@@ -94,13 +70,4 @@ public sealed class EwsStreamingMissedChangesTests
         Assert.Equal(1, exchange.SubscriptionsOf(Bob));
     }
 
-    private static async Task Eventually(Func<bool> condition, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < Within, "Timed out waiting for " + what);
-            await Task.Delay(20, Ct);
-        }
-    }
 }
