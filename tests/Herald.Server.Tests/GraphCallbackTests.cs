@@ -4,8 +4,10 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Herald.Core.Ports;
 using Herald.Server.Endpoints;
 using Herald.Simulators.Graph;
+using Herald.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
@@ -178,6 +180,16 @@ public sealed class GraphCallbackTests
 
         await RegisterAsync(gw.Client, Token(2), Alice, ct);
         var subscription = Assert.Single(await WaitForSubscriptionsAsync(graph, 1, ct));
+
+        // Until Herald has stored Graph's id (its create call returned), a notification is matched by its clientState
+        // alone, so a forged item cannot be told apart from one for another subscription: wait for the confirmed id.
+        var subscriptions = (IGraphSubscriptionStore)gw.App.Services.GetRequiredService<IHeraldStore>();
+        for (var i = 0; i < 300 && await subscriptions.GetGraphSubscriptionAsync(subscription.Id, ct) is null; i++)
+        {
+            await Task.Delay(50, ct);
+        }
+
+        Assert.NotNull(await subscriptions.GetGraphSubscriptionAsync(subscription.Id, ct));
         var stats = gw.App.Services.GetRequiredService<GraphCallbackStats>();
         var body = new
         {
