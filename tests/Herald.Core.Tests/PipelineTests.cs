@@ -148,6 +148,15 @@ public sealed class AsyncSignalTests
     }
 
     [Fact]
+    public void Set_AfterDispose_IsANoOp()
+    {
+        var signal = new AsyncSignal();
+        signal.Dispose();
+        var thrown = Record.Exception(signal.Set); // a change announced while its worker stops
+        Assert.Null(thrown);
+    }
+
+    [Fact]
     public async Task Wait_SetWhileWaiting_Wakes()
     {
         using var signal = new AsyncSignal();

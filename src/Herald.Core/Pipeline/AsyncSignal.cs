@@ -8,7 +8,10 @@ public sealed class AsyncSignal : IDisposable
 {
     private readonly SemaphoreSlim _semaphore = new(0, 1);
 
-    /// <summary>Signals; cheap and idempotent while nobody has consumed the previous signal.</summary>
+    /// <summary>
+    /// Signals; cheap and idempotent while nobody has consumed the previous signal, and a no-op once disposed (a change
+    /// announced while its worker stops must not fail the API call that announced it).
+    /// </summary>
     public void Set()
     {
         if (_semaphore.CurrentCount == 0)
@@ -20,6 +23,10 @@ public sealed class AsyncSignal : IDisposable
             catch (SemaphoreFullException)
             {
                 // Another thread set it first: already signalled.
+            }
+            catch (ObjectDisposedException)
+            {
+                // Stopped: nobody waits any more.
             }
         }
     }

@@ -494,18 +494,7 @@ internal sealed partial class EwsStreamingWorker : BackgroundService
         Wake();
     }
 
-    /// <summary>Wakes the loop; a change announced while the worker is stopping is no error for the API call that made it.</summary>
-    private void Wake()
-    {
-        try
-        {
-            _wake.Set();
-        }
-        catch (ObjectDisposedException)
-        {
-            // Stopped: nothing to reconcile any more.
-        }
-    }
+    private void Wake() => _wake.Set(); // a no-op once the worker stopped
 
     private void OnLeaseLost(string key)
     {

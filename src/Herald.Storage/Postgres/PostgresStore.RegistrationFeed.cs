@@ -127,40 +127,12 @@ public sealed partial class PostgresStore : IRegistrationChangeFeed
             return;
         }
 
-        Action<RegistrationChange>? handlers;
-        lock (_wakeLock)
-        {
-            handlers = _registrationChanged;
-        }
-
-        try
-        {
-            handlers?.Invoke(change);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            Log.RegistrationHandlerFailed(_logger, ex);
-        }
+        InvokeGuarded(Volatile.Read(ref _registrationChanged), h => h(change), Log.RegistrationHandlerFailed);
     }
 
     /// <summary>Tells the feed's subscribers that changes may have been missed (the listener (re)connected).</summary>
     private void RaiseRegistrationChangesMissed()
-    {
-        Action? handlers;
-        lock (_wakeLock)
-        {
-            handlers = _registrationChangesMissed;
-        }
-
-        try
-        {
-            handlers?.Invoke();
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            Log.RegistrationHandlerFailed(_logger, ex);
-        }
-    }
+        => InvokeGuarded(Volatile.Read(ref _registrationChangesMissed), static h => h(), Log.RegistrationHandlerFailed);
 
     private static partial class Log
     {

@@ -261,21 +261,27 @@ public sealed partial class PostgresStore : IHeraldStore, IQueueWakeSource
         }
     }
 
-    private void RaiseQueueWake()
+    private void RaiseQueueWake() => InvokeGuarded(Volatile.Read(ref _queueWake), static h => h(), Log.WakeHandlerFailed);
+
+    /// <summary>
+    /// Runs a snapshot of an event's handlers on the listener's thread (a delegate field is immutable, so one read is a
+    /// consistent snapshot); a failing handler is logged and never ends the listener.
+    /// </summary>
+    private void InvokeGuarded<THandler>(THandler? handlers, Action<THandler> invoke, Action<ILogger, Exception> failed)
+        where THandler : Delegate
     {
-        Action? handlers;
-        lock (_wakeLock)
+        if (handlers is null)
         {
-            handlers = _queueWake;
+            return;
         }
 
         try
         {
-            handlers?.Invoke();
+            invoke(handlers);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            Log.WakeHandlerFailed(_logger, ex);
+            failed(_logger, ex);
         }
     }
 
