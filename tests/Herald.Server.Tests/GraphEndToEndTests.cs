@@ -68,8 +68,9 @@ public sealed class GraphEndToEndTests
             await Task.Delay(50, ct);
         }
 
-        throw new TimeoutException("No matching Graph subscription within 45 s; validations: "
-            + string.Join("; ", graph.Validations.Select(v => v.Failure ?? "ok")));
+        throw new TimeoutException("No matching Graph subscription within 45 s; subscriptions: "
+            + string.Join("; ", graph.Subscriptions.Select(s => $"{s.Id} renewals {s.Renewals} reauthorization needed {s.NeedsReauthorization}"))
+            + "; validations: " + string.Join("; ", graph.Validations.Select(v => v.Failure ?? "ok")));
     }
 
     private static async Task<T> WaitForAsync<T>(Func<T?> probe, string what, CancellationToken ct)
@@ -266,7 +267,9 @@ public sealed class GraphEndToEndTests
             var first = await WaitForSubscriptionAsync(graph, _ => true, ct);
 
             Assert.Equal(202, await graph.SendLifecycleAsync(first.Id, "reauthorizationRequired", ct));
-            var renewed = await WaitForSubscriptionAsync(graph, s => s.Id == first.Id && s.Renewals == 1 && !s.NeedsReauthorization, ct);
+            // At least once: under load Herald's 202 can miss Graph's 3-s deadline, Graph delivers the event again, and
+            // Herald reauthorizes again (harmless); waiting for exactly one renewal would then never match.
+            var renewed = await WaitForSubscriptionAsync(graph, s => s.Id == first.Id && s.Renewals >= 1 && !s.NeedsReauthorization, ct);
             Assert.True(renewed.ExpirationDateTime >= first.ExpirationDateTime);
 
             Assert.Equal(202, await graph.SendLifecycleAsync(first.Id, "subscriptionRemoved", ct));
