@@ -495,7 +495,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
             // RequestVersionExact 2.0 speaks HTTP/2 with prior knowledge.
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Content = new ByteArrayContent(payload),
+            Content = new GatedByteArrayContent(payload), // see HeaderWriteGate
         };
 
         var headers = request.Headers;

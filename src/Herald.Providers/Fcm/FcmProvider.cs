@@ -319,7 +319,7 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
 
     private async ValueTask<PushResult> SendOnceAsync(Uri uri, ClaimedNotification notification, byte[] body, FcmAccessToken token, CancellationToken cancellationToken)
     {
-        var content = new ByteArrayContent(body);
+        var content = new GatedByteArrayContent(body); // see HeaderWriteGate
         content.Headers.ContentType = JsonContentType;
         using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Content = content };
         FcmHttp.UseHttp2(request);

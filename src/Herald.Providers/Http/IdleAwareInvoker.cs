@@ -7,7 +7,8 @@ namespace Herald.Providers.Http;
 /// (<see cref="ILiveConnectionSettings.IdleTimeout"/>, else the provider's configured one). A pool's idle time is fixed
 /// once it is built (<see cref="SocketsHttpHandler.PooledConnectionIdleTimeout"/>), so when the setting changes the next
 /// send builds a new pool and the old one is disposed after <see cref="RetireAfter"/>, long enough for the sends still
-/// on it to finish. While the setting does not change this is one volatile read and a compare per send.
+/// on it to finish. While the setting does not change this is one volatile read and a compare per send. Sends pass the
+/// pool's <see cref="HeaderWriteGate"/>.
 /// </summary>
 internal sealed class IdleAwareInvoker : IDisposable
 {
@@ -20,6 +21,7 @@ internal sealed class IdleAwareInvoker : IDisposable
     private readonly TimeProvider _time;
     private readonly Lock _gate = new();
     private readonly List<(HttpMessageInvoker Invoker, ITimer Timer)> _retiring = [];
+    private readonly HeaderWriteGate _headers = new();
     private volatile Pool _current;
     private bool _disposed;
 
@@ -54,9 +56,9 @@ internal sealed class IdleAwareInvoker : IDisposable
         }
     }
 
-    /// <summary>Sends on <see cref="Invoker"/>.</summary>
+    /// <summary>Sends on <see cref="Invoker"/>, through the pool's <see cref="HeaderWriteGate"/>.</summary>
     public Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        => Invoker.SendAsync(request, cancellationToken);
+        => _headers.SendAsync(Invoker, request, cancellationToken);
 
     public void Dispose()
     {
@@ -77,6 +79,8 @@ internal sealed class IdleAwareInvoker : IDisposable
 
             _retiring.Clear();
         }
+
+        _headers.Dispose();
     }
 
     private HttpMessageInvoker Rebuild(TimeSpan idle)

@@ -251,7 +251,7 @@ public sealed partial class WnsProvider : IPushProvider, IDisposable
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Content = new ByteArrayContent(message.Body), // sets Content-Length: WNS does not accept chunked bodies
+            Content = new GatedByteArrayContent(message.Body), // sets Content-Length (WNS does not accept chunked bodies); see HeaderWriteGate
         };
         request.Content.Headers.TryAddWithoutValidation("Content-Type", message.ContentType);
 

@@ -32,12 +32,14 @@ internal static class BenchCommand
         var trust = new Option<string?>("--trust-cert") { Description = "PEM certificate of the endpoint to trust explicitly (self-signed peers)." };
         var peers = new Option<bool>("--peers") { Description = "Also send the same N requests to the same fake APNs with h2load, @parse/node-apn and apns2, and print one table." };
         var docs = new Option<bool>("--append-docs") { Description = "Append the table, machine, versions and command to docs/BENCHMARKS.md." };
+        var allocations = new Option<bool>("--allocations") { Description = "Also print the types the drain allocated most, from the runtime's sampled allocation events." };
         var dispatch = new Command("dispatch", "Enqueue N badge notifications in a fresh store, then drain them to an APNs endpoint.");
         dispatch.Options.Add(url);
         dispatch.Options.Add(count);
         dispatch.Options.Add(trust);
         dispatch.Options.Add(peers);
         dispatch.Options.Add(docs);
+        dispatch.Options.Add(allocations);
         dispatch.SetAction(async (parse, cancellationToken) =>
         {
             var withPeers = parse.GetValue(peers);
@@ -59,7 +61,7 @@ internal static class BenchCommand
                 return await BenchPeers.RunAsync(n, parse.GetValue(docs), Console.Out, cancellationToken);
             }
 
-            var result = await DispatchAsync(parse.GetValue(url), n, parse.GetValue(trust), Console.Out, cancellationToken);
+            var result = await DispatchAsync(parse.GetValue(url), n, parse.GetValue(trust), Console.Out, cancellationToken, allocations: parse.GetValue(allocations));
             return result.Sent == n ? HeraldCli.Success : HeraldCli.Failure;
         });
         bench.Subcommands.Add(dispatch);
@@ -71,13 +73,13 @@ internal static class BenchCommand
     }
 
     /// <summary>The result of one Herald drain: notifications sent and the seconds the drain took.</summary>
-    internal sealed record DrainResult(long Sent, long Failed, double Seconds, double EnqueueSeconds, TimeSpan Cpu);
+    internal sealed record DrainResult(long Sent, long Failed, double Seconds, double EnqueueSeconds, TimeSpan Cpu, long Allocated);
 
     /// <summary>Starts a fake APNs for benchmarks (TLS, HTTP/2, no request recording).</summary>
     internal static Task<FakeApnsServer> StartFakeAsync(CancellationToken cancellationToken, bool record = false)
         => FakeApnsServer.StartAsync(new FakeApnsServerOptions { UseTls = true, RecordRequests = record, MaxRecordedRequests = 2_000_000 }, cancellationToken: cancellationToken);
 
-    internal static async Task<DrainResult> DispatchAsync(string? apnsUrl, int count, string? trustCert, TextWriter output, CancellationToken cancellationToken, FakeApnsServer? sharedFake = null)
+    internal static async Task<DrainResult> DispatchAsync(string? apnsUrl, int count, string? trustCert, TextWriter output, CancellationToken cancellationToken, FakeApnsServer? sharedFake = null, bool allocations = false)
     {
         var directory = Path.Combine(Path.GetTempPath(), "herald-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
@@ -133,6 +135,12 @@ internal static class BenchCommand
 
             var dispatcher = app.Services.GetRequiredService<Dispatcher>();
             var cpuBefore = BenchSupport.ProcessUsage().Cpu;
+            using var sampler = allocations ? new BenchAllocations() : null;
+            sampler?.Start();
+            var allocatedBefore = GC.GetTotalAllocatedBytes();
+            var gen0Before = GC.CollectionCount(0);
+            var gen2Before = GC.CollectionCount(2);
+            var pausedBefore = GC.GetTotalPauseDuration();
             var clock = Stopwatch.StartNew();
             await HeraldApp.StartAsync(app, cancellationToken);
             var c = dispatcher.Counters;
@@ -143,9 +151,19 @@ internal static class BenchCommand
 
             var seconds = clock.Elapsed.TotalSeconds;
             var cpu = BenchSupport.ProcessUsage().Cpu - cpuBefore;
+            var allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
+            sampler?.Stop();
+            if (sampler is not null)
+            {
+                await output.WriteLineAsync("allocations of the drain by type (sampled; share of bytes, bytes a notification):");
+                await output.WriteAsync(sampler.Report(c.Sent));
+            }
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"dispatch: {c.Sent} sent in {seconds:0.00} s = {c.Sent / seconds:0}/s (failed {c.Failed}, retried {c.Retried}, dead {c.Dead}, expired {c.Expired})"));
+            await output.WriteLineAsync(string.Create(
+                CultureInfo.InvariantCulture,
+                $"dispatch process (Herald and, by default, the fake APNs): CPU {cpu.TotalSeconds:0.0} s ({cpu.TotalMicroseconds / Math.Max(1, c.Sent):0} µs a notification), allocated {allocated / Math.Max(1, c.Sent):0} bytes a notification, GCs gen0 {GC.CollectionCount(0) - gen0Before}, gen2 {GC.CollectionCount(2) - gen2Before}, paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} ms"));
             await app.StopAsync(CancellationToken.None);
-            return new DrainResult(c.Sent, c.Failed + c.Dead + c.Expired, seconds, enqueueSeconds, cpu);
+            return new DrainResult(c.Sent, c.Failed + c.Dead + c.Expired, seconds, enqueueSeconds, cpu, allocated);
         }
         finally
         {

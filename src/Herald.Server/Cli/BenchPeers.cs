@@ -55,8 +55,10 @@ internal static partial class BenchPeers
                 var bestRate = 0.0;
                 foreach (var shape in H2loadShapes)
                 {
+                    var trialAllocated = GC.GetTotalAllocatedBytes();
                     var r = await H2loadAsync(h2load, fake, directory, body, trial, shape, cancellationToken);
-                    await output.WriteLineAsync($"  h2load trial -c {shape.Connections} -m {shape.Streams} -t {shape.Threads}: {r.Rate:0}/s ({r.Sent} ok, {r.Failed} failed)");
+                    trialAllocated = GC.GetTotalAllocatedBytes() - trialAllocated;
+                    await output.WriteLineAsync($"  h2load trial -c {shape.Connections} -m {shape.Streams} -t {shape.Threads}: {r.Rate:0}/s ({r.Sent} ok, {r.Failed} failed; the fake allocated {trialAllocated / Math.Max(1, r.Sent)} bytes a request)");
                     if (r.Failed == 0 && r.Rate > bestRate)
                     {
                         (bestRate, best) = (r.Rate, shape);
@@ -71,7 +73,7 @@ internal static partial class BenchPeers
                 herald.Sent,
                 herald.Failed,
                 herald.Seconds,
-                $"enqueue beforehand {herald.EnqueueSeconds:0.00} s; CPU {herald.Cpu.TotalSeconds:0.0} s incl. the fake ({herald.Cpu.TotalMicroseconds / Math.Max(1, herald.Sent):0} µs a notification)"));
+                $"enqueue beforehand {herald.EnqueueSeconds:0.00} s; CPU {herald.Cpu.TotalSeconds:0.0} s incl. the fake ({herald.Cpu.TotalMicroseconds / Math.Max(1, herald.Sent):0} µs a notification), allocated {herald.Allocated / Math.Max(1, herald.Sent):0} bytes a notification incl. the fake"));
 
             var dotnetClient = await BenchDotnetClient.RunAsync(fake, count, cancellationToken);
             rows.Add(dotnetClient);
@@ -81,9 +83,11 @@ internal static partial class BenchPeers
             {
                 // The fake's own CPU per request (h2load is another process): what any sender in this process must leave it.
                 var cpuBefore = BenchSupport.ProcessUsage().Cpu;
+                var allocatedBefore = GC.GetTotalAllocatedBytes();
                 var r = await H2loadAsync(h2load, fake, directory, body, count, best, cancellationToken);
                 var fakeCpu = BenchSupport.ProcessUsage().Cpu - cpuBefore;
-                r = r with { Note = (r.Note is null ? string.Empty : r.Note + "; ") + $"the fake APNs used {fakeCpu.TotalSeconds:0.0} s CPU for these ({fakeCpu.TotalMicroseconds / Math.Max(1, r.Sent):0} µs a request)" };
+                var fakeAllocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
+                r = r with { Note = (r.Note is null ? string.Empty : r.Note + "; ") + $"the fake APNs used {fakeCpu.TotalSeconds:0.0} s CPU for these ({fakeCpu.TotalMicroseconds / Math.Max(1, r.Sent):0} µs and {fakeAllocated / Math.Max(1, r.Sent):0} allocated bytes a request)" };
                 rows.Add(r);
                 await output.WriteLineAsync($"h2load: {r.Sent} in {r.Seconds:0.00} s = {r.Rate:0}/s");
             }
