@@ -309,7 +309,23 @@ public sealed partial class Dispatcher : IDisposable
         DeliveryOutcome outcome;
         try
         {
-            outcome = await AttemptAsync(notification, cancellationToken).ConfigureAwait(false);
+            // One asynchronous step per send: this method awaits the provider directly.
+            var now = _time.GetUtcNow();
+            if (notification.ExpiresAt is { } expires && expires <= now)
+            {
+                outcome = Outcome(notification, NotificationState.Expired, now, reason: "Expired");
+            }
+            else if (!_providers.TryGetValue(notification.Platform, out var provider))
+            {
+                outcome = Outcome(notification, NotificationState.Failed, now, reason: "PlatformNotConfigured");
+            }
+            else
+            {
+                var started = _time.GetTimestamp();
+                var result = await provider.SendAsync(WithPreview(notification, now), cancellationToken).ConfigureAwait(false);
+                _metrics?.ProviderSend(notification.Platform, result, _time.GetElapsedTime(started));
+                outcome = Decide(notification, result, _time.GetUtcNow());
+            }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -331,25 +347,6 @@ public sealed partial class Dispatcher : IDisposable
         {
             _slotFreed.Set();
         }
-    }
-
-    private async Task<DeliveryOutcome> AttemptAsync(ClaimedNotification notification, CancellationToken cancellationToken)
-    {
-        var now = _time.GetUtcNow();
-        if (notification.ExpiresAt is { } expires && expires <= now)
-        {
-            return Outcome(notification, NotificationState.Expired, now, reason: "Expired");
-        }
-
-        if (!_providers.TryGetValue(notification.Platform, out var provider))
-        {
-            return Outcome(notification, NotificationState.Failed, now, reason: "PlatformNotConfigured");
-        }
-
-        var started = _time.GetTimestamp();
-        var result = await provider.SendAsync(WithPreview(notification, now), cancellationToken).ConfigureAwait(false);
-        _metrics?.ProviderSend(notification.Platform, result, _time.GetElapsedTime(started));
-        return Decide(notification, result, _time.GetUtcNow());
     }
 
     /// <summary>A preview alert with the sender as title and the subject as body, from memory; as queued otherwise (generic text).</summary>

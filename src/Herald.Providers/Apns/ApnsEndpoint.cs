@@ -103,27 +103,28 @@ internal sealed class ApnsEndpoint : IDisposable
     /// the least busy one: a quiet gateway keeps one long-lived connection, a busy one spreads over up to
     /// <see cref="ApnsOptions.MaxConnections"/> (one HTTP/2 connection is one read loop and one write loop on each side, so
     /// a single connection caps throughput long before the stream limit; h2load's best shape against one endpoint was 4 × 100).
+    /// With one connection (the default) the send goes straight to it, with no counting and no asynchronous step of its own.
     /// </summary>
-    public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    public Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        => _invokers.Length == 1 ? _invokers[0].SendAsync(request, cancellationToken) : SpreadAsync(request, cancellationToken);
+
+    private async Task<HttpResponseMessage> SpreadAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var pick = 0;
-        if (_invokers.Length > 1)
+        var least = int.MaxValue;
+        for (var i = 0; i < _invokers.Length; i++)
         {
-            var least = int.MaxValue;
-            for (var i = 0; i < _invokers.Length; i++)
+            var busy = Volatile.Read(ref _inFlight[i]);
+            if (busy < StreamsBeforeSpreading)
             {
-                var busy = Volatile.Read(ref _inFlight[i]);
-                if (busy < StreamsBeforeSpreading)
-                {
-                    pick = i;
-                    break;
-                }
+                pick = i;
+                break;
+            }
 
-                if (busy < least)
-                {
-                    least = busy;
-                    pick = i;
-                }
+            if (busy < least)
+            {
+                least = busy;
+                pick = i;
             }
         }
 

@@ -469,102 +469,87 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
         bool voip,
         CancellationToken cancellationToken)
     {
-        var result = await SendAttemptAsync(endpoint, notification, topic, payload, token, voip, MaxRefusedResends == 0, cancellationToken).ConfigureAwait(false);
-        for (var resend = 1; resend <= MaxRefusedResends && result.Reason == ApnsReasons.RefusedStream; resend++)
-        {
-            result = await SendAttemptAsync(endpoint, notification, topic, payload, token, voip, resend == MaxRefusedResends, cancellationToken).ConfigureAwait(false);
-        }
-
-        return result;
-    }
-
-    private async ValueTask<PushResult> SendAttemptAsync(
-        ApnsEndpoint endpoint,
-        ClaimedNotification notification,
-        string topic,
-        byte[] payload,
-        ApnsProviderToken? token,
-        bool voip,
-        bool lastTry,
-        CancellationToken cancellationToken)
-    {
         var kind = notification.Content.Kind;
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(endpoint.DevicePathPrefix + notification.Token, UriKind.Absolute))
+        for (var resend = 0; ; resend++)
         {
-            // On the message itself: HttpMessageInvoker has no defaults, and an http:// URL with
-            // RequestVersionExact 2.0 speaks HTTP/2 with prior knowledge.
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Content = new GatedByteArrayContent(payload), // see HeaderWriteGate
-        };
-
-        var headers = request.Headers;
-        if (token is not null)
-        {
-            headers.TryAddWithoutValidation("authorization", token.Authorization);
-        }
-
-        headers.TryAddWithoutValidation("apns-push-type", kind switch
-        {
-            PushKind.Background => PushTypeBackground,
-            PushKind.Mdm => PushTypeMdm,
-            _ when voip => PushTypeVoip,
-            _ => PushTypeAlert, // badge-only pushes are alert pushes
-        });
-        headers.TryAddWithoutValidation("apns-topic", topic);
-
-        // Never 10 with a content-available-only payload: APNs rejects it (BadPriority).
-        headers.TryAddWithoutValidation("apns-priority", kind == PushKind.Background ? PriorityPowerAware : PriorityImmediate);
-        headers.TryAddWithoutValidation("apns-id", notification.MessageId.ToString("D")); // lower case
-        if (notification.ExpiresAt is { } expiresAt)
-        {
-            headers.TryAddWithoutValidation("apns-expiration", Math.Max(0, expiresAt.ToUnixTimeSeconds()).ToString(CultureInfo.InvariantCulture));
-        }
-
-        if (notification.CollapseId is { } collapseId)
-        {
-            headers.TryAddWithoutValidation("apns-collapse-id", collapseId);
-        }
-
-        using var timeout = new CancellationTokenSource(_requestTimeout, _time);
-        using var link = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout)
-            : default;
-        try
-        {
-            using var response = await endpoint.SendAsync(request, timeout.Token).ConfigureAwait(false);
-            var status = (int)response.StatusCode;
-            if (status == 200)
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(endpoint.DevicePathPrefix + notification.Token, UriKind.Absolute))
             {
-                return PushResult.Ok();
+                // On the message itself: HttpMessageInvoker has no defaults, and an http:// URL with
+                // RequestVersionExact 2.0 speaks HTTP/2 with prior knowledge.
+                Version = HttpVersion.Version20,
+                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                Content = new GatedByteArrayContent(payload), // see HeaderWriteGate
+            };
+
+            var headers = request.Headers;
+            if (token is not null)
+            {
+                headers.TryAddWithoutValidation("authorization", token.Authorization);
             }
 
-            return await ReadFailureAsync(response, status, timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
-        {
-            throw new OperationCanceledException(ex.Message, ex, cancellationToken);
-        }
-        catch (OperationCanceledException ex)
-        {
-            LogTransport(endpoint, notification.Id, ApnsReasons.Timeout, ex);
-            return new PushResult(PushOutcome.Retry, 0, ApnsReasons.Timeout);
-        }
-        catch (HttpRequestException ex) when (ex.InnerException is HttpProtocolException { ErrorCode: RefusedStreamCode })
-        {
-            // Refused again after SocketsHttpHandler's own resends: not processed, safe to send again.
-            if (lastTry)
+            headers.TryAddWithoutValidation("apns-push-type", kind switch
             {
-                LogTransport(endpoint, notification.Id, ApnsReasons.RefusedStream, ex);
+                PushKind.Background => PushTypeBackground,
+                PushKind.Mdm => PushTypeMdm,
+                _ when voip => PushTypeVoip,
+                _ => PushTypeAlert, // badge-only pushes are alert pushes
+            });
+            headers.TryAddWithoutValidation("apns-topic", topic);
+
+            // Never 10 with a content-available-only payload: APNs rejects it (BadPriority).
+            headers.TryAddWithoutValidation("apns-priority", kind == PushKind.Background ? PriorityPowerAware : PriorityImmediate);
+            headers.TryAddWithoutValidation("apns-id", notification.MessageId.ToString("D")); // lower case
+            if (notification.ExpiresAt is { } expiresAt)
+            {
+                headers.TryAddWithoutValidation("apns-expiration", Math.Max(0, expiresAt.ToUnixTimeSeconds()).ToString(CultureInfo.InvariantCulture));
             }
 
-            return new PushResult(PushOutcome.Retry, 0, ApnsReasons.RefusedStream);
-        }
-        catch (Exception ex) when (ex is HttpRequestException or IOException or ObjectDisposedException)
-        {
-            // Connection refused or reset, GOAWAY, RST_STREAM, TLS failure, or shutting down.
-            LogTransport(endpoint, notification.Id, ApnsReasons.Transport, ex);
-            return new PushResult(PushOutcome.Retry, 0, ApnsReasons.Transport);
+            if (notification.CollapseId is { } collapseId)
+            {
+                headers.TryAddWithoutValidation("apns-collapse-id", collapseId);
+            }
+
+            using var timeout = new CancellationTokenSource(_requestTimeout, _time);
+            using var link = cancellationToken.CanBeCanceled
+                ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout)
+                : default;
+            try
+            {
+                using var response = await endpoint.SendAsync(request, timeout.Token).ConfigureAwait(false);
+                var status = (int)response.StatusCode;
+                if (status == 200)
+                {
+                    return PushResult.Ok();
+                }
+
+                return await ReadFailureAsync(response, status, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(ex.Message, ex, cancellationToken);
+            }
+            catch (OperationCanceledException ex)
+            {
+                LogTransport(endpoint, notification.Id, ApnsReasons.Timeout, ex);
+                return new PushResult(PushOutcome.Retry, 0, ApnsReasons.Timeout);
+            }
+            catch (HttpRequestException ex) when (ex.InnerException is HttpProtocolException { ErrorCode: RefusedStreamCode })
+            {
+                // Refused again after SocketsHttpHandler's own resends: not processed, safe to send again.
+                if (resend >= MaxRefusedResends)
+                {
+                    LogTransport(endpoint, notification.Id, ApnsReasons.RefusedStream, ex);
+                    return new PushResult(PushOutcome.Retry, 0, ApnsReasons.RefusedStream);
+                }
+
+                // Not processed: sent again at once, as a new request with the same apns-id.
+            }
+            catch (Exception ex) when (ex is HttpRequestException or IOException or ObjectDisposedException)
+            {
+                // Connection refused or reset, GOAWAY, RST_STREAM, TLS failure, or shutting down.
+                LogTransport(endpoint, notification.Id, ApnsReasons.Transport, ex);
+                return new PushResult(PushOutcome.Retry, 0, ApnsReasons.Transport);
+            }
         }
     }
 

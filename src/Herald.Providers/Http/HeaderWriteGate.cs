@@ -36,29 +36,33 @@ public sealed class HeaderWriteGate : IDisposable
 
     /// <summary>
     /// Sends <paramref name="request"/> through <paramref name="invoker"/>, holding a permit until the handler starts on the
-    /// body of a <see cref="GatedByteArrayContent"/> (other requests pass ungated).
+    /// body of a <see cref="GatedByteArrayContent"/>, or until the request is disposed if it never does (a connection that
+    /// fails first): the caller must dispose the request, as every caller does with <c>using</c>. Other requests pass
+    /// ungated. With a permit free this adds no asynchronous step to the send.
     /// </summary>
     public Task<HttpResponseMessage> SendAsync(HttpMessageInvoker invoker, HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(invoker);
         ArgumentNullException.ThrowIfNull(request);
-        return request.Content is GatedByteArrayContent gated
-            ? SendGatedAsync(invoker, request, gated, cancellationToken)
-            : invoker.SendAsync(request, cancellationToken);
+        if (request.Content is not GatedByteArrayContent gated)
+        {
+            return invoker.SendAsync(request, cancellationToken);
+        }
+
+        if (_permits.Wait(0, CancellationToken.None))
+        {
+            gated.Hold(_permits);
+            return invoker.SendAsync(request, cancellationToken);
+        }
+
+        return SendAfterWaitAsync(invoker, request, gated, cancellationToken);
     }
 
-    private async Task<HttpResponseMessage> SendGatedAsync(HttpMessageInvoker invoker, HttpRequestMessage request, GatedByteArrayContent content, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAfterWaitAsync(HttpMessageInvoker invoker, HttpRequestMessage request, GatedByteArrayContent content, CancellationToken cancellationToken)
     {
         await _permits.WaitAsync(cancellationToken).ConfigureAwait(false);
         content.Hold(_permits);
-        try
-        {
-            return await invoker.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            content.ReleasePermit();
-        }
+        return await invoker.SendAsync(request, cancellationToken).ConfigureAwait(false);
     }
 
     public void Dispose() => _permits.Dispose();
@@ -66,7 +70,8 @@ public sealed class HeaderWriteGate : IDisposable
 
 /// <summary>
 /// A request body of bytes (as <see cref="ByteArrayContent"/>: it sets Content-Length) that returns its
-/// <see cref="HeaderWriteGate"/> permit when the handler starts writing it, that is once the request's headers are out.
+/// <see cref="HeaderWriteGate"/> permit when the handler starts writing it, that is once the request's headers are out, or
+/// when it is disposed with its request, whichever comes first.
 /// </summary>
 public sealed class GatedByteArrayContent(byte[] body) : ByteArrayContent(body)
 {
@@ -109,5 +114,11 @@ public sealed class GatedByteArrayContent(byte[] body) : ByteArrayContent(body)
     {
         ReleasePermit();
         base.SerializeToStream(stream, context, cancellationToken);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        ReleasePermit();
+        base.Dispose(disposing);
     }
 }
