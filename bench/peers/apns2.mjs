@@ -8,7 +8,7 @@ import { ApnsClient, Notification } from 'apns2';
 import { Pool } from 'undici';
 
 const require = createRequire(import.meta.url);
-const { parseArgs, token, report, version } = require('./common.js');
+const { parseArgs, token, warmupToken, report, version } = require('./common.js');
 
 const a = parseArgs(process.argv);
 const client = new ApnsClient({ team: a.team, keyId: a.keyId, signingKey: a.key, defaultTopic: a.topic, host: a.host });
@@ -24,11 +24,16 @@ client.client = new Pool(`https://${a.host}:${a.port}`, {
 const expiration = Math.floor(Date.now() / 1000) + 3600;
 const options = { type: 'alert', priority: 10, expiration, badge: 1 };
 await client.send(new Notification(token(0xfffffff), options)); // warm up: connect and sign
+const window = Math.max(1, a.concurrency);
+for (let i = 0; i < a.warmup; i += window) { // then --warmup untimed sends, as every sender of the run gets
+  const batch = [];
+  for (let j = i; j < Math.min(a.warmup, i + window); j++) batch.push(new Notification(warmupToken(j), options));
+  await client.sendMany(batch);
+}
 
 let sent = 0;
 let failed = 0;
 let firstError;
-const window = Math.max(1, a.concurrency);
 const started = process.hrtime.bigint();
 for (let i = 0; i < a.count; i += window) {
   const batch = [];

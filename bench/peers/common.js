@@ -7,7 +7,7 @@ function parseArgs(argv) {
   const args = {};
   for (let i = 2; i < argv.length; i += 2) {
     if (!argv[i].startsWith('--') || i + 1 >= argv.length) {
-      throw new Error(`usage: --url https://127.0.0.1:PORT --count N --ca cert.pem --key key.p8 --key-id ID --team TEAM --topic TOPIC [--concurrency C] [--clients K]`);
+      throw new Error(`usage: --url https://127.0.0.1:PORT --count N --ca cert.pem --key key.p8 --key-id ID --team TEAM --topic TOPIC [--concurrency C] [--clients K] [--warmup W]`);
     }
     args[argv[i].slice(2)] = argv[i + 1];
   }
@@ -26,12 +26,18 @@ function parseArgs(argv) {
     topic: args.topic,
     concurrency: Number(args.concurrency || 1000),
     clients: Number(args.clients || 1),
+    warmup: Number(args.warmup || 0),
   };
 }
 
 const suffix = '0123456789abcdef0123456789abcdef0123456789abcdef01234567';
 function token(i) {
   return i.toString(16).padStart(8, '0') + suffix;
+}
+
+// Warm-up sends go to tokens of their own (0x10000000 and up), never to the measured ones.
+function warmupToken(i) {
+  return token(0x10000000 + i);
 }
 
 function report(sender, version, sent, failed, seconds, firstError) {
@@ -44,4 +50,4 @@ function version(name) {
   return JSON.parse(fs.readFileSync(path.join(__dirname, 'node_modules', name, 'package.json'), 'utf8')).version;
 }
 
-module.exports = { parseArgs, token, report, version };
+module.exports = { parseArgs, token, warmupToken, report, version };

@@ -4,7 +4,7 @@
 // host:port from the address URL, the TLS socket the port from the options, so both carry it), and `ca`
 // makes it trust the fake's self-signed certificate.
 const apn = require('@parse/node-apn');
-const { parseArgs, token, report, version } = require('./common');
+const { parseArgs, token, warmupToken, report, version } = require('./common');
 
 async function main() {
   const a = parseArgs(process.argv);
@@ -25,13 +25,19 @@ async function main() {
   note.expiry = expiry;
   note.badge = 1;
 
-  // Warm up: connect and sign the provider token before the clock starts.
+  // Warm up: connect and sign the provider token before the clock starts, then --warmup untimed sends
+  // (every sender of `herald bench dispatch --peers` gets the same warm-up).
   await provider.send(note, [token(0xfffffff)]);
+  const chunk = Math.max(1, a.concurrency);
+  for (let i = 0; i < a.warmup; i += chunk) {
+    const tokens = [];
+    for (let j = i; j < Math.min(a.warmup, i + chunk); j++) tokens.push(warmupToken(j));
+    await provider.send(note, tokens);
+  }
 
   let sent = 0;
   let failed = 0;
   let firstError;
-  const chunk = Math.max(1, a.concurrency);
   const started = process.hrtime.bigint();
   for (let i = 0; i < a.count; i += chunk) {
     const tokens = [];

@@ -14,9 +14,11 @@ public sealed class BenchHarnessTests
     public async Task DispatchWithPeers_ShortRun_EverySenderDrainsTheSameNToTheSameFakeApns()
     {
         var output = new StringWriter();
-        var exit = await BenchPeers.RunAsync(3000, appendDocs: false, output, TestContext.Current.CancellationToken, PeersFolder());
+        var exit = await BenchPeers.RunAsync(3000, appendDocs: false, output, TestContext.Current.CancellationToken, PeersFolder(), warmUp: 500);
         var text = output.ToString();
         TestContext.Current.TestOutputHelper?.WriteLine(text);
+        Assert.Contains("each after 500 untimed warm-up sends", text, StringComparison.Ordinal);
+        Assert.Matches(@"dispatch: \d+ done \(\d+ sent\) in [0-9.]+ s = \d+/s after \d+ warm-up", text);
 
         Assert.Contains("| sender |", text, StringComparison.Ordinal);
         Assert.Contains("| Herald (durable SQLite queue → dispatcher)", text, StringComparison.Ordinal);

@@ -32,6 +32,7 @@ internal static class BenchCommand
         var trust = new Option<string?>("--trust-cert") { Description = "PEM certificate of the endpoint to trust explicitly (self-signed peers)." };
         var peers = new Option<bool>("--peers") { Description = "Also send the same N requests to the same fake APNs with h2load, @parse/node-apn and apns2, and print one table." };
         var docs = new Option<bool>("--append-docs") { Description = "Append the table, machine, versions and command to docs/BENCHMARKS.md." };
+        var warmUp = new Option<int>("--warm-up") { Description = "Untimed sends before the clock starts, for every sender of the run (a gateway is a long-running process). Default 20,000.", DefaultValueFactory = _ => 20_000 };
         var allocations = new Option<bool>("--allocations") { Description = "Also print the types the drain allocated most, from the runtime's sampled allocation events." };
         var dispatch = new Command("dispatch", "Enqueue N badge notifications in a fresh store, then drain them to an APNs endpoint.");
         dispatch.Options.Add(url);
@@ -40,6 +41,7 @@ internal static class BenchCommand
         dispatch.Options.Add(peers);
         dispatch.Options.Add(docs);
         dispatch.Options.Add(allocations);
+        dispatch.Options.Add(warmUp);
         dispatch.SetAction(async (parse, cancellationToken) =>
         {
             var withPeers = parse.GetValue(peers);
@@ -47,6 +49,13 @@ internal static class BenchCommand
             if (n is < 1 or > 10_000_000)
             {
                 await Console.Error.WriteLineAsync("herald: --count must be 1..10000000.");
+                return HeraldCli.UsageError;
+            }
+
+            var warm = parse.GetValue(warmUp);
+            if (warm is < 0 or > 1_000_000)
+            {
+                await Console.Error.WriteLineAsync("herald: --warm-up must be 0..1000000.");
                 return HeraldCli.UsageError;
             }
 
@@ -58,10 +67,10 @@ internal static class BenchCommand
                     return HeraldCli.UsageError;
                 }
 
-                return await BenchPeers.RunAsync(n, parse.GetValue(docs), Console.Out, cancellationToken);
+                return await BenchPeers.RunAsync(n, parse.GetValue(docs), Console.Out, cancellationToken, warmUp: warm);
             }
 
-            var result = await DispatchAsync(parse.GetValue(url), n, parse.GetValue(trust), Console.Out, cancellationToken, allocations: parse.GetValue(allocations));
+            var result = await DispatchAsync(parse.GetValue(url), n, parse.GetValue(trust), Console.Out, cancellationToken, allocations: parse.GetValue(allocations), warmUp: warm);
             return result.Sent == n ? HeraldCli.Success : HeraldCli.Failure;
         });
         bench.Subcommands.Add(dispatch);
@@ -79,7 +88,9 @@ internal static class BenchCommand
     internal static Task<FakeApnsServer> StartFakeAsync(CancellationToken cancellationToken, bool record = false)
         => FakeApnsServer.StartAsync(new FakeApnsServerOptions { UseTls = true, RecordRequests = record, MaxRecordedRequests = 2_000_000 }, cancellationToken: cancellationToken);
 
-    internal static async Task<DrainResult> DispatchAsync(string? apnsUrl, int count, string? trustCert, TextWriter output, CancellationToken cancellationToken, FakeApnsServer? sharedFake = null, bool allocations = false)
+    private static long Done(DispatchCounters c) => c.Sent + c.Failed + c.Dead + c.Expired;
+
+    internal static async Task<DrainResult> DispatchAsync(string? apnsUrl, int count, string? trustCert, TextWriter output, CancellationToken cancellationToken, FakeApnsServer? sharedFake = null, bool allocations = false, int warmUp = 0)
     {
         var directory = Path.Combine(Path.GetTempPath(), "herald-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
@@ -111,19 +122,20 @@ internal static class BenchCommand
             var expires = DateTimeOffset.UtcNow.AddHours(1);
             var fill = Stopwatch.StartNew();
             var batch = new List<NewNotification>(5000);
-            for (var i = 0; i < count; i++)
+            var total = warmUp + count;
+            for (var i = 0; i < total; i++)
             {
                 batch.Add(new NewNotification
                 {
                     TenantId = "default",
                     Lane = Lane.Priority,
                     Platform = Platform.Apns,
-                    Token = BenchSupport.DeviceToken(i),
+                    Token = i < warmUp ? BenchSupport.WarmUpDeviceToken(i) : BenchSupport.DeviceToken(i - warmUp), // the warm-up rows first
                     Topic = Topic,
                     Content = content,
                     ExpiresAt = expires,
                 });
-                if (batch.Count == 5000 || i == count - 1)
+                if (batch.Count == 5000 || i == total - 1)
                 {
                     await queue.EnqueueAsync(batch, cancellationToken);
                     batch.Clear();
@@ -131,9 +143,20 @@ internal static class BenchCommand
             }
 
             var enqueueSeconds = fill.Elapsed.TotalSeconds;
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"enqueue: {count} in {enqueueSeconds:0.00} s = {count / enqueueSeconds:0}/s"));
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"enqueue: {total} ({warmUp} warm-up + {count}) in {enqueueSeconds:0.00} s = {total / enqueueSeconds:0}/s"));
 
             var dispatcher = app.Services.GetRequiredService<Dispatcher>();
+            var c = dispatcher.Counters;
+            var limit = Stopwatch.StartNew();
+            await HeraldApp.StartAsync(app, cancellationToken);
+            while (Done(c) < warmUp && limit.Elapsed < TimeSpan.FromMinutes(30))
+            {
+                await Task.Delay(1, cancellationToken);
+            }
+
+            // The clock starts once the warm-up rows are done (or at once without a warm-up, the host start included).
+            var sentBefore = c.Sent;
+            var doneBefore = Done(c);
             var cpuBefore = BenchSupport.ProcessUsage().Cpu;
             using var sampler = allocations ? new BenchAllocations() : null;
             sampler?.Start();
@@ -142,11 +165,9 @@ internal static class BenchCommand
             var gen2Before = GC.CollectionCount(2);
             var pausedBefore = GC.GetTotalPauseDuration();
             var clock = Stopwatch.StartNew();
-            await HeraldApp.StartAsync(app, cancellationToken);
-            var c = dispatcher.Counters;
-            while (c.Sent + c.Failed + c.Dead + c.Expired < count && clock.Elapsed < TimeSpan.FromMinutes(30))
+            while (Done(c) < total && limit.Elapsed < TimeSpan.FromMinutes(30))
             {
-                await Task.Delay(5, cancellationToken);
+                await Task.Delay(1, cancellationToken);
             }
 
             var seconds = clock.Elapsed.TotalSeconds;
@@ -156,14 +177,20 @@ internal static class BenchCommand
             if (sampler is not null)
             {
                 await output.WriteLineAsync("allocations of the drain by type (sampled; share of bytes, bytes a notification):");
-                await output.WriteAsync(sampler.Report(c.Sent));
+                await output.WriteAsync(sampler.Report(Math.Max(1, c.Sent - sentBefore)));
             }
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"dispatch: {c.Sent} sent in {seconds:0.00} s = {c.Sent / seconds:0}/s (failed {c.Failed}, retried {c.Retried}, dead {c.Dead}, expired {c.Expired})"));
+            // The rate is over the rows done after the warm-up (the counters move a completed batch at a time, so the clock
+            // may start a few hundred rows past the warm-up); the result carries it as seconds for `count` rows.
+            var measured = Math.Max(1, Done(c) - doneBefore);
+            var sent = c.Sent - sentBefore;
+            var rate = measured / seconds;
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"dispatch: {measured} done ({sent} sent) in {seconds:0.00} s = {rate:0}/s after {doneBefore} warm-up (failed {c.Failed}, retried {c.Retried}, dead {c.Dead}, expired {c.Expired}, all runs)"));
             await output.WriteLineAsync(string.Create(
                 CultureInfo.InvariantCulture,
-                $"dispatch process (Herald and, by default, the fake APNs): CPU {cpu.TotalSeconds:0.0} s ({cpu.TotalMicroseconds / Math.Max(1, c.Sent):0} µs a notification), allocated {allocated / Math.Max(1, c.Sent):0} bytes a notification, GCs gen0 {GC.CollectionCount(0) - gen0Before}, gen2 {GC.CollectionCount(2) - gen2Before}, paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} ms"));
+                $"dispatch process (Herald and, by default, the fake APNs): CPU {cpu.TotalSeconds:0.0} s ({cpu.TotalMicroseconds / measured:0} µs a notification), allocated {allocated / measured:0} bytes a notification, GCs gen0 {GC.CollectionCount(0) - gen0Before}, gen2 {GC.CollectionCount(2) - gen2Before}, paused {(GC.GetTotalPauseDuration() - pausedBefore).TotalMilliseconds:0} ms"));
             await app.StopAsync(CancellationToken.None);
-            return new DrainResult(c.Sent, c.Failed + c.Dead + c.Expired, seconds, enqueueSeconds, cpu, allocated);
+            var failed = c.Failed + c.Dead + c.Expired;
+            return new DrainResult(c.Sent - warmUp, failed, count / rate, enqueueSeconds, cpu * count / measured, allocated * count / measured);
         }
         finally
         {

@@ -16,7 +16,7 @@ namespace Herald.Server.Cli;
 /// </summary>
 internal static class BenchDotnetClient
 {
-    public static async Task<BenchPeers.Row> RunAsync(FakeApnsServer fake, int count, CancellationToken cancellationToken)
+    public static async Task<BenchPeers.Row> RunAsync(FakeApnsServer fake, int count, int warmUp, CancellationToken cancellationToken)
     {
         const string KeyId = "BENCHKEYNC"; // its own signing key, like every sender
         var jwt = BenchPeers.Jwt(fake.GenerateSigningKey(BenchCommand.Team, KeyId, BenchCommand.Topic), KeyId);
@@ -34,9 +34,11 @@ internal static class BenchDotnetClient
         var authorization = new AuthenticationHeaderValue("bearer", jwt);
         long next = -1, sent = 0, failed = 0;
 
+        // i >= 0: measured send i; i < 0: warm-up send -i - 1.
+
         async Task SendAsync(long i)
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, fake.BaseUrl + "/3/device/" + BenchSupport.DeviceToken(i))
+            using var request = new HttpRequestMessage(HttpMethod.Post, fake.BaseUrl + "/3/device/" + (i < 0 ? BenchSupport.WarmUpDeviceToken(-i - 1) : BenchSupport.DeviceToken(i)))
             {
                 Version = HttpVersion.Version20,
                 VersionPolicy = HttpVersionPolicy.RequestVersionExact,
@@ -53,19 +55,27 @@ internal static class BenchDotnetClient
             Interlocked.Increment(ref response.IsSuccessStatusCode ? ref sent : ref failed);
         }
 
-        await SendAsync(Interlocked.Increment(ref next)); // opens the connection
+        async Task RunAllAsync(long total, Func<long, long> token)
+        {
+            next = -1;
+            await Task.WhenAll(Enumerable.Range(0, 512).Select(_ => Task.Run(
+                async () =>
+                {
+                    for (var i = Interlocked.Increment(ref next); i < total; i = Interlocked.Increment(ref next))
+                    {
+                        await SendAsync(token(i));
+                    }
+                },
+                cancellationToken)));
+        }
+
+        await SendAsync(-1); // opens the connection
+        await RunAllAsync(warmUp, static i => -i - 2); // untimed, to warm-up tokens of their own
+        sent = failed = 0;
         var cpu0 = BenchSupport.ProcessUsage().Cpu;
         var allocated0 = GC.GetTotalAllocatedBytes();
         var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, 512).Select(_ => Task.Run(
-            async () =>
-            {
-                for (var i = Interlocked.Increment(ref next); i < count; i = Interlocked.Increment(ref next))
-                {
-                    await SendAsync(i);
-                }
-            },
-            cancellationToken)));
+        await RunAllAsync(count, static i => i);
         var seconds = clock.Elapsed.TotalSeconds;
         var cpu = BenchSupport.ProcessUsage().Cpu - cpu0;
         var allocated = GC.GetTotalAllocatedBytes() - allocated0;

@@ -24,7 +24,7 @@ internal static partial class BenchPeers
         public double Rate => Seconds > 0 ? Sent / Seconds : 0;
     }
 
-    public static async Task<int> RunAsync(int count, bool appendDocs, TextWriter output, CancellationToken cancellationToken, string? peersFolder = null)
+    public static async Task<int> RunAsync(int count, bool appendDocs, TextWriter output, CancellationToken cancellationToken, string? peersFolder = null, int warmUp = 0)
     {
         var directory = Path.Combine(Path.GetTempPath(), "herald-peers-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
@@ -35,7 +35,7 @@ internal static partial class BenchPeers
             await File.WriteAllTextAsync(certificate, fake.CertificatePem, cancellationToken);
             var body = Path.Combine(directory, "body.json");
             await File.WriteAllTextAsync(body, """{"aps":{"badge":1}}""", cancellationToken); // what Herald sends for a badge push
-            await output.WriteLineAsync($"fake APNs {fake.BaseUrl} (TLS, HTTP/2, {Environment.ProcessorCount} cores shared by every sender and the fake); N = {count:N0} per sender");
+            await output.WriteLineAsync($"fake APNs {fake.BaseUrl} (TLS, HTTP/2, {Environment.ProcessorCount} cores shared by every sender and the fake); N = {count:N0} per sender, each after {warmUp:N0} untimed warm-up sends (h2load: its shape trials)");
 
             var rows = new List<Row>();
             var versions = new List<string> { ".NET " + Environment.Version };
@@ -66,7 +66,7 @@ internal static partial class BenchPeers
                 }
             }
 
-            var herald = await BenchCommand.DispatchAsync(null, count, null, output, cancellationToken, fake);
+            var herald = await BenchCommand.DispatchAsync(null, count, null, output, cancellationToken, fake, warmUp: warmUp);
             rows.Add(new Row(
                 "Herald (durable SQLite queue → dispatcher)",
                 "1 HTTP/2 connection (Herald:Apns:MaxConnections), ≤ 512 in flight, claim batches of 256",
@@ -75,7 +75,7 @@ internal static partial class BenchPeers
                 herald.Seconds,
                 $"enqueue beforehand {herald.EnqueueSeconds:0.00} s; CPU {herald.Cpu.TotalSeconds:0.0} s incl. the fake ({herald.Cpu.TotalMicroseconds / Math.Max(1, herald.Sent):0} µs a notification), allocated {herald.Allocated / Math.Max(1, herald.Sent):0} bytes a notification incl. the fake"));
 
-            var dotnetClient = await BenchDotnetClient.RunAsync(fake, count, cancellationToken);
+            var dotnetClient = await BenchDotnetClient.RunAsync(fake, count, warmUp, cancellationToken);
             rows.Add(dotnetClient);
             await output.WriteLineAsync($"{dotnetClient.Sender}: {dotnetClient.Sent} in {dotnetClient.Seconds:0.00} s = {dotnetClient.Rate:0}/s ({dotnetClient.Note})");
 
@@ -114,7 +114,7 @@ internal static partial class BenchPeers
 
                 foreach (var (script, keyId) in new[] { ("node-apn.js", "BENCHKEYNA"), ("apns2.mjs", "BENCHKEYA2") })
                 {
-                    var row = await NodePeerAsync(node, peers, script, keyId, fake, directory, certificate, count, versions, cancellationToken);
+                    var row = await NodePeerAsync(node, peers, script, keyId, fake, directory, certificate, count, warmUp, versions, cancellationToken);
                     rows.Add(row);
                     await output.WriteLineAsync($"{row.Sender}: {row.Sent} in {row.Seconds:0.00} s = {row.Rate:0}/s{(row.Note is null ? string.Empty : " (" + row.Note + ")")}");
                 }
@@ -224,7 +224,7 @@ internal static partial class BenchPeers
         return unit switch { "ms" => value / 1000, "us" => value / 1_000_000, "m" => value * 60, _ => value };
     }
 
-    private static async Task<Row> NodePeerAsync(string node, string peers, string script, string keyId, FakeApnsServer fake, string directory, string certificate, int count, List<string> versions, CancellationToken cancellationToken)
+    private static async Task<Row> NodePeerAsync(string node, string peers, string script, string keyId, FakeApnsServer fake, string directory, string certificate, int count, int warmUp, List<string> versions, CancellationToken cancellationToken)
     {
         var key = Path.Combine(directory, keyId + ".p8");
         await File.WriteAllTextAsync(key, fake.GenerateSigningKey(BenchCommand.Team, keyId, BenchCommand.Topic), cancellationToken);
@@ -232,7 +232,7 @@ internal static partial class BenchPeers
         [
             Path.Combine(peers, script),
             "--url", fake.BaseUrl, "--count", count.ToString(CultureInfo.InvariantCulture), "--ca", certificate, "--key", key,
-            "--key-id", keyId, "--team", BenchCommand.Team, "--topic", BenchCommand.Topic, "--concurrency", "1000",
+            "--key-id", keyId, "--team", BenchCommand.Team, "--topic", BenchCommand.Topic, "--concurrency", "1000", "--warmup", warmUp.ToString(CultureInfo.InvariantCulture),
         ];
         var (exit, text) = await BenchSupport.RunProcessAsync(node, arguments, peers, TimeSpan.FromMinutes(20), cancellationToken);
         var line = text.Split('\n').LastOrDefault(l => l.StartsWith('{'));

@@ -231,5 +231,8 @@ internal static class BenchSupport
     }
 
     /// <summary>The bench's device token number <paramref name="i"/> (64 hex digits; the Node.js peers build the same).</summary>
+    /// <summary>A warm-up send's device token: its own range (0x10000000 and up), as the Node.js peers' warmupToken.</summary>
+    public static string WarmUpDeviceToken(long i) => DeviceToken(0x10000000 + i);
+
     public static string DeviceToken(long i) => i.ToString("x8", CultureInfo.InvariantCulture) + "0123456789abcdef0123456789abcdef0123456789abcdef01234567";
 }
