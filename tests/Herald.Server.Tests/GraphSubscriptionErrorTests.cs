@@ -149,6 +149,44 @@ public sealed class GraphSubscriptionErrorTests
     }
 
     [Fact]
+    public async Task RenewRefusedAgainAndAgain_RetriesBackOff_AndASuccessStartsOver()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var rig = await Rig.StartAsync(ct);
+        await rig.ReconcileAsync(ct);
+        var created = Assert.Single(rig.Graph.Subscriptions);
+        rig.Time.Advance(TimeSpan.FromMinutes(46)); // due; 14 minutes left before it expires
+
+        // Refused four times in a row: 5, 10, 20, 40 s before each next try (a throttling or failing Graph is not hammered).
+        foreach (var wait in new[] { 5, 10, 20, 40 })
+        {
+            rig.Graph.FailNext("renew", 1, 503, "ServiceUnavailable");
+            Assert.Equal(rig.Time.GetUtcNow() + TimeSpan.FromSeconds(wait), await rig.ReconcileAsync(ct));
+            rig.Time.Advance(TimeSpan.FromSeconds(wait));
+        }
+
+        Assert.Equal(0, Assert.Single(rig.Graph.Subscriptions).Renewals);
+        await rig.ReconcileAsync(ct); // Graph answers again
+        Assert.Equal(1, Assert.Single(rig.Graph.Subscriptions).Renewals);
+
+        // The next failure starts over at 5 s.
+        Assert.True(await rig.Subscriptions.SetGraphSubscriptionActionAsync(created.Id, GraphSubscriptionAction.Reauthorize, ct));
+        rig.Graph.FailNext("renew", 1, 503, "ServiceUnavailable");
+        Assert.Equal(rig.Time.GetUtcNow() + GraphSubscriptionManager.RetryAfterFailure, await rig.ReconcileAsync(ct));
+    }
+
+    [Fact]
+    public void RetryDelay_Doubles_UpToFiveMinutes()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(5), GraphSubscriptionManager.RetryDelay(1));
+        Assert.Equal(TimeSpan.FromSeconds(10), GraphSubscriptionManager.RetryDelay(2));
+        Assert.Equal(TimeSpan.FromSeconds(160), GraphSubscriptionManager.RetryDelay(6));
+        Assert.Equal(GraphSubscriptionManager.MaxRetryAfterFailure, GraphSubscriptionManager.RetryDelay(7));
+        Assert.Equal(GraphSubscriptionManager.MaxRetryAfterFailure, GraphSubscriptionManager.RetryDelay(64));
+        Assert.Equal(GraphSubscriptionManager.RetryAfterFailure, GraphSubscriptionManager.RetryDelay(0));
+    }
+
+    [Fact]
     public async Task SubscriptionDroppedByGraph_RenewIs404_ItIsRecreatedInTheSamePass()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -73,6 +73,9 @@ public sealed partial class GraphSubscriptionManager(
 
     private readonly GraphSourceOptions _options = options.Value;
 
+    // Consecutive failed renewals or reauthorizations per subscription id (this node's view; a restart starts over).
+    private readonly ConcurrentDictionary<string, int> _failures = new(StringComparer.Ordinal);
+
     /// <summary>The externally reachable base URL of Herald (notification URLs are built on it).</summary>
     public string PublicBaseUrl { get; set; } = "http://127.0.0.1:8080";
 
@@ -85,8 +88,19 @@ public sealed partial class GraphSubscriptionManager(
     /// <summary>The lifecycle notification URL of a connector.</summary>
     public string LifecycleUrl(string tenantId, string connector) => PublicBaseUrl.TrimEnd('/') + "/graph/lifecycle/" + Uri.EscapeDataString(tenantId) + "/" + Uri.EscapeDataString(connector);
 
-    /// <summary>How soon a subscription whose renewal or reauthorization failed is tried again.</summary>
+    /// <summary>How soon a subscription whose renewal or reauthorization failed is tried again the first time.</summary>
     public static readonly TimeSpan RetryAfterFailure = TimeSpan.FromSeconds(5);
+
+    /// <summary>The longest wait between retries of a subscription that keeps failing (the wait doubles from <see cref="RetryAfterFailure"/>).</summary>
+    public static readonly TimeSpan MaxRetryAfterFailure = TimeSpan.FromMinutes(5);
+
+    /// <summary>The wait after <paramref name="failures"/> consecutive failures: 5 s, 10 s, 20 s … up to <see cref="MaxRetryAfterFailure"/>.</summary>
+    public static TimeSpan RetryDelay(int failures)
+    {
+        var doublings = Math.Clamp(failures - 1, 0, 16);
+        var ticks = RetryAfterFailure.Ticks << doublings;
+        return ticks >= MaxRetryAfterFailure.Ticks ? MaxRetryAfterFailure : TimeSpan.FromTicks(ticks);
+    }
 
     /// <summary>When a subscription is due for renewal: a quarter of its granted lifetime before it expires (30 s – 1 h).</summary>
     public static DateTimeOffset RenewAt(GraphSubscription subscription)
@@ -258,14 +272,24 @@ public sealed partial class GraphSubscriptionManager(
 
     /// <summary>
     /// When a maintained subscription needs attention next: its renewal time, or, when its renewal or reauthorization just
-    /// failed (Graph refused or did not answer), <see cref="RetryAfterFailure"/> from now: not at the next interval (a
-    /// reauthorization would wait up to ReconcileInterval) and not at once (a due subscription would otherwise be retried in
-    /// a tight loop against a failing or throttling Graph).
+    /// failed (Graph refused or did not answer), after <see cref="RetryDelay"/> of its consecutive failures: not at the next
+    /// interval (a reauthorization would wait up to ReconcileInterval), not at once (a due subscription would otherwise be
+    /// retried in a tight loop against a failing or throttling Graph), and less often the longer Graph keeps refusing. A retry
+    /// is never put off past the subscription's expiry (then it is recreated).
     /// </summary>
-    private static DateTimeOffset NextAttempt(GraphSubscription current, DateTimeOffset now)
+    private DateTimeOffset NextAttempt(GraphSubscription current, DateTimeOffset now)
     {
         var due = RenewAt(current);
-        return current.PendingAction != GraphSubscriptionAction.None || due <= now ? now + RetryAfterFailure : due;
+        if (current.PendingAction == GraphSubscriptionAction.None && due > now)
+        {
+            _failures.TryRemove(current.Id, out _);
+            return due;
+        }
+
+        var failures = _failures.AddOrUpdate(current.Id, 1, static (_, n) => n < 64 ? n + 1 : n);
+        var at = now + RetryDelay(failures);
+        var last = current.ExpiresAt - RetryAfterFailure;
+        return at > last && last > now ? last : at;
     }
 
     /// <summary>Renews, reauthorizes or recreates one subscription as needed; null when it is gone and must be created anew.</summary>
@@ -377,6 +401,7 @@ public sealed partial class GraphSubscriptionManager(
 
     private async Task DeleteAsync(GraphClient client, GraphSubscription subscription, CancellationToken cancellationToken)
     {
+        _failures.TryRemove(subscription.Id, out _);
         try
         {
             await client.DeleteSubscriptionAsync(subscription.Id, cancellationToken).ConfigureAwait(false);
