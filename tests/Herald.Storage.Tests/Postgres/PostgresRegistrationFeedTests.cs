@@ -1,3 +1,4 @@
+using Herald.Core.Connectors;
 using System.Threading.Channels;
 using Herald.Core.Notifications;
 using Herald.Core.Ports;
@@ -11,8 +12,8 @@ using Xunit;
 namespace Herald.Storage.Tests.Postgres;
 
 /// <summary>
-/// The cross-node registration change feed (migration 0012's triggers, <c>herald_registrations</c>): a registration
-/// written through one store instance is announced by another instance on the same database, as two nodes would see it.
+/// The cross-node registration change feed (migration 0012's and 0013's triggers, <c>herald_registrations</c>): a
+/// registration or connector written through one store instance is announced by another instance on the same database, as two nodes would see it.
 /// Notifications of different transactions arrive in commit order, so "nothing was sent for X" is shown by the next
 /// notification being the one of the write after X.
 /// </summary>
@@ -85,6 +86,32 @@ public sealed class PostgresRegistrationFeedTests(PostgresServer server) : IAsyn
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         timeout.CancelAfter(Wait);
         Assert.Equal(new RegistrationChange("default", SourceKind.EwsStreaming, "ews-4"), await own.Reader.ReadAsync(timeout.Token));
+    }
+
+    [Fact]
+    public async Task ConnectorWrites_OnOneNode_RaiseTheFeedOnTheOther_ForTheWorkerOfTheirKind()
+    {
+        var a = await NodeAsync();
+        var b = await ListeningNodeAsync();
+        var created = Now;
+
+        // Created: EWS connectors are the EWS streaming worker's, Graph's the Graph worker's, Dovecot's the Dovecot source's.
+        await a.UpsertConnectorAsync(new ConnectorRecord("default", "ews-1", ConnectorKind.Ews, "sealed-1", created, created), Ct);
+        Assert.Equal(new RegistrationChange("default", SourceKind.EwsStreaming, "ews-1"), await NextAsync());
+        await a.UpsertConnectorAsync(new ConnectorRecord("default", "o365", ConnectorKind.Graph, "sealed-g", created, created), Ct);
+        Assert.Equal(new RegistrationChange("default", SourceKind.Graph, "o365"), await NextAsync());
+        await a.UpsertConnectorAsync(new ConnectorRecord("default", "imap", ConnectorKind.Dovecot, "sealed-d", created, created), Ct);
+        Assert.Equal(new RegistrationChange("default", SourceKind.Dovecot, "imap"), await NextAsync());
+
+        // Its configuration changed (a new service account, say): announced. Saved unchanged: no news.
+        await a.UpsertConnectorAsync(new ConnectorRecord("default", "ews-1", ConnectorKind.Ews, "sealed-2", created, Now), Ct);
+        Assert.Equal(new RegistrationChange("default", SourceKind.EwsStreaming, "ews-1"), await NextAsync());
+        await a.UpsertConnectorAsync(new ConnectorRecord("default", "ews-1", ConnectorKind.Ews, "sealed-2", created, Now), Ct);
+
+        // Deleted.
+        Assert.True(await a.DeleteConnectorAsync("default", "o365", Ct));
+        Assert.Equal(new RegistrationChange("default", SourceKind.Graph, "o365"), await NextAsync());
+        Assert.Equal(0, _missed.CurrentCount);
     }
 
     [Fact]

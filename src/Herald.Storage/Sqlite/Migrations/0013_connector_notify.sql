@@ -1,0 +1,3 @@
+-- Nothing to do in SQLite. PostgreSQL's 0013 makes connector writes NOTIFY every node of a farm (herald_registrations);
+-- a SQLite database has one node, whose ConnectorService.Changed sees every change. The number is kept so both dialects
+-- share their schema versions.
