@@ -509,10 +509,7 @@ public sealed partial class ApnsProvider : IPushProvider, IDisposable
                 headers.TryAddWithoutValidation("apns-collapse-id", collapseId);
             }
 
-            using var timeout = new CancellationTokenSource(_requestTimeout, _time);
-            using var link = cancellationToken.CanBeCanceled
-                ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout)
-                : default;
+            using var timeout = new LinkedTimeout(_requestTimeout, _time, cancellationToken);
             try
             {
                 using var response = await endpoint.SendAsync(request, timeout.Token).ConfigureAwait(false);

@@ -325,10 +325,7 @@ public sealed partial class FcmProvider : IPushProvider, IDisposable
         FcmHttp.UseHttp2(request);
         request.Headers.TryAddWithoutValidation("authorization", token.Authorization);
 
-        using var timeout = new CancellationTokenSource(_requestTimeout, _time);
-        using var link = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout)
-            : default;
+        using var timeout = new LinkedTimeout(_requestTimeout, _time, cancellationToken);
         try
         {
             using var response = await _invoker.SendAsync(request, timeout.Token).ConfigureAwait(false);

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using Google.Apis.Auth.OAuth2;
 using Google.Apis.Auth.OAuth2.Responses;
 using Google.Apis.Http;
+using Herald.Providers.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -220,10 +221,7 @@ public sealed partial class FcmTokenCache : IFcmTokenCache, IDisposable
     {
         var credential = entry.Credential;
         string value;
-        using var timeout = new CancellationTokenSource(_timeout, _time);
-        using var link = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout)
-            : default;
+        using var timeout = new LinkedTimeout(_timeout, _time, cancellationToken);
         try
         {
             // The library shares one refresh among concurrent callers; cancelling only stops this wait.

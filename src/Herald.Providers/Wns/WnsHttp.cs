@@ -64,29 +64,3 @@ internal static class WnsHttp
         return buffer.AsSpan(0, total).ToArray();
     }
 }
-
-/// <summary>
-/// A token that cancels on the caller's token or after a timeout measured by a <see cref="TimeProvider"/>;
-/// the caller tells the two apart by checking its own token.
-/// </summary>
-internal sealed class LinkedTimeout : IDisposable
-{
-    private readonly CancellationTokenSource _source;
-    private readonly CancellationTokenRegistration _link;
-
-    public LinkedTimeout(TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
-    {
-        _source = new CancellationTokenSource(timeout, time);
-        _link = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), _source)
-            : default;
-    }
-
-    public CancellationToken Token => _source.Token;
-
-    public void Dispose()
-    {
-        _link.Dispose();
-        _source.Dispose();
-    }
-}

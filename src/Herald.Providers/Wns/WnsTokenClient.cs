@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Herald.Providers.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
