@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Herald.Simulators.Graph;
@@ -74,21 +73,6 @@ public sealed class FakeGraphLifecycleTests
         }
     }
 
-    private static async Task<HttpClient> AuthorizedAsync(FakeGraphServer graph, CancellationToken ct)
-    {
-        graph.RegisterApplication("app-1", "s3cret");
-        var client = new HttpClient();
-        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "client_credentials", ["client_id"] = "app-1", ["client_secret"] = "s3cret", ["scope"] = FakeGraphServer.DefaultScope,
-        });
-        using var response = await client.PostAsync(graph.TokenUrl, form, ct);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", doc.RootElement.GetProperty("access_token").GetString());
-        return client;
-    }
-
     private static async Task<string> CreateAsync(FakeGraphServer graph, HttpClient client, Endpoint endpoint, CancellationToken ct)
     {
         using var response = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", new Dictionary<string, string>
@@ -119,7 +103,7 @@ public sealed class FakeGraphLifecycleTests
         await using var graph = await FakeGraphServer.StartAsync(cancellationToken: ct);
         graph.AddMailbox(Mailbox);
         await using var endpoint = await Endpoint.StartAsync(ct);
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
         var id = await CreateAsync(graph, client, endpoint, ct);
 
         // reauthorizationRequired: sent to the lifecycle URL with the clientState; the subscription is marked until reauthorized.
@@ -177,7 +161,7 @@ public sealed class FakeGraphLifecycleTests
         await using var graph = await FakeGraphServer.StartAsync(cancellationToken: ct);
         graph.AddMailbox(Mailbox);
         await using var endpoint = await Endpoint.StartAsync(ct);
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
 
         graph.FailNext("create", 1, 503, "ServiceUnavailable");
         using (var failed = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", new { }, ct))
@@ -231,7 +215,7 @@ public sealed class FakeGraphLifecycleTests
         await using var graph = await FakeGraphServer.StartAsync(options, cancellationToken: ct);
         graph.AddMailbox(Mailbox);
         await using var endpoint = await Endpoint.StartAsync(ct);
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
         var id = await CreateAsync(graph, client, endpoint, ct);
 
         // A 500, then an answer slower than Graph waits (counted as undelivered: 0), then a 202.

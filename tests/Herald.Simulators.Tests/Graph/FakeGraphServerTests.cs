@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
@@ -82,23 +81,6 @@ public sealed class FakeGraphServerTests
         }
     }
 
-    private static async Task<HttpClient> AuthorizedAsync(FakeGraphServer graph, CancellationToken ct)
-    {
-        graph.RegisterApplication("app-1", "s3cret");
-        var client = new HttpClient();
-        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "client_credentials", ["client_id"] = "app-1", ["client_secret"] = "s3cret", ["scope"] = FakeGraphServer.DefaultScope,
-        });
-        using var response = await client.PostAsync(graph.TokenUrl, form, ct);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", doc.RootElement.GetProperty("access_token").GetString());
-        Assert.Equal("Bearer", doc.RootElement.GetProperty("token_type").GetString());
-        Assert.True(doc.RootElement.GetProperty("expires_in").GetInt32() > 0);
-        return client;
-    }
-
     private static Dictionary<string, object?> Body(string url, DateTimeOffset expiration, string? clientState = "cs", string resource = "/users/alice@contoso.com/mailFolders('inbox')/messages")
         => new Dictionary<string, object?>
         {
@@ -135,7 +117,7 @@ public sealed class FakeGraphServerTests
         await using var graph = await FakeGraphServer.StartAsync(cancellationToken: ct);
         graph.AddMailbox("alice@contoso.com");
         await using var listener = await Listener.StartAsync(ct);
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
 
         using var response = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", Body(listener.BaseUrl, DateTimeOffset.UtcNow.AddHours(1)), ct);
 
@@ -158,7 +140,7 @@ public sealed class FakeGraphServerTests
         graph.AddMailbox("alice@contoso.com");
         await using var listener = await Listener.StartAsync(ct);
         listener.Reply = reply;
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
 
         using var response = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", Body(listener.BaseUrl, DateTimeOffset.UtcNow.AddHours(1)), ct);
 
@@ -176,7 +158,7 @@ public sealed class FakeGraphServerTests
         graph.AddMailbox("alice@contoso.com");
         await using var listener = await Listener.StartAsync(ct);
         listener.Reply = ValidationReply.TooSlow;
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
 
         using var response = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", Body(listener.BaseUrl, DateTimeOffset.UtcNow.AddHours(1)), ct);
 
@@ -192,7 +174,7 @@ public sealed class FakeGraphServerTests
         await using var graph = await FakeGraphServer.StartAsync(new FakeGraphOptions { GrantedLifetime = TimeSpan.FromHours(2) }, time, ct);
         graph.AddMailbox("alice@contoso.com");
         await using var listener = await Listener.StartAsync(ct);
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
         var now = time.GetUtcNow();
 
         using (var tooLong = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", Body(listener.BaseUrl, now.AddDays(8)), ct))
@@ -235,7 +217,7 @@ public sealed class FakeGraphServerTests
             Assert.Equal(HttpStatusCode.Unauthorized, expired.StatusCode); // the access token's hour is over too
         }
 
-        using var fresh = await AuthorizedAsync(graph, ct);
+        using var fresh = await FakeGraphClients.AuthorizedAsync(graph, ct);
         using (var gone = await fresh.PatchAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions/" + id, new { expirationDateTime = time.GetUtcNow().AddHours(1).UtcDateTime.ToString("o", CultureInfo.InvariantCulture) }, ct))
         {
             Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
@@ -249,7 +231,7 @@ public sealed class FakeGraphServerTests
         await using var graph = await FakeGraphServer.StartAsync(cancellationToken: ct);
         var objectId = graph.AddMailbox("alice@contoso.com");
         await using var listener = await Listener.StartAsync(ct);
-        using var client = await AuthorizedAsync(graph, ct);
+        using var client = await FakeGraphClients.AuthorizedAsync(graph, ct);
         using (var created = await client.PostAsJsonAsync(graph.BaseUrl + "/v1.0/subscriptions", Body(listener.BaseUrl, DateTimeOffset.UtcNow.AddHours(1)), ct))
         {
             Assert.Equal(HttpStatusCode.Created, created.StatusCode);
