@@ -23,15 +23,6 @@ public sealed class GraphRenewalSharesTests
     private const string Alice = "alice@contoso.com";
     private const string Bob = "bob@contoso.com";
 
-    private sealed class Directory(params Registration[] registrations) : IMailboxDirectory
-    {
-        public Task<IReadOnlyList<Registration>> ListByConnectorAsync(string tenantId, string connector, CancellationToken cancellationToken)
-            => Task.FromResult<IReadOnlyList<Registration>>([.. registrations]);
-
-        public Task<int> CountByConnectorAsync(string tenantId, string connector, CancellationToken cancellationToken)
-            => Task.FromResult(registrations.Length);
-    }
-
     [Fact]
     public async Task TwoNodes_EachActsOnlyOnItsShares_ALostShareIsLeftAlone_TheNewHolderRenewsAtOnce()
     {
@@ -48,7 +39,7 @@ public sealed class GraphRenewalSharesTests
         var secrets = SecretBox.CreateEphemeral();
         var aliceHash = secrets.MailboxHash(Alice);
         var bobHash = secrets.MailboxHash(Bob);
-        var directory = new Directory(Registration("r1", Alice, secrets), Registration("r2", Bob, secrets));
+        var directory = new FixedMailboxDirectory(Registration("r1", Alice, secrets), Registration("r2", Bob, secrets));
         using var http = new HttpClient();
         var connector = new Connector
         {

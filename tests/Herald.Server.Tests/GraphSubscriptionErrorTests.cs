@@ -21,15 +21,6 @@ public sealed class GraphSubscriptionErrorTests
 {
     private const string Mailbox = "alice@contoso.com";
 
-    private sealed class Directory(params Registration[] registrations) : IMailboxDirectory
-    {
-        public Task<IReadOnlyList<Registration>> ListByConnectorAsync(string tenantId, string connector, CancellationToken cancellationToken)
-            => Task.FromResult<IReadOnlyList<Registration>>([.. registrations]);
-
-        public Task<int> CountByConnectorAsync(string tenantId, string connector, CancellationToken cancellationToken)
-            => Task.FromResult(registrations.Length);
-    }
-
     private sealed class Rig : IAsyncDisposable
     {
         private readonly HttpClient _http = new();
@@ -62,7 +53,7 @@ public sealed class GraphSubscriptionErrorTests
             var store = HeraldStore.Open("sqlite:" + Path.Combine(gw.Directory, "errors.db"), time, NullLoggerFactory.Instance);
             await store.MigrateAsync(ct);
             var secrets = SecretBox.CreateEphemeral();
-            var directory = new Directory(new Registration
+            var directory = new FixedMailboxDirectory(new Registration
             {
                 Id = "r1",
                 TenantId = "default",

@@ -19,17 +19,6 @@ namespace Herald.Server.Tests;
 /// </summary>
 public sealed class GraphSubscriptionManagerTests
 {
-    private sealed class Directory(params Registration[] registrations) : IMailboxDirectory
-    {
-        public List<Registration> Registrations { get; } = [.. registrations];
-
-        public Task<IReadOnlyList<Registration>> ListByConnectorAsync(string tenantId, string connector, CancellationToken cancellationToken)
-            => Task.FromResult<IReadOnlyList<Registration>>([.. Registrations]);
-
-        public Task<int> CountByConnectorAsync(string tenantId, string connector, CancellationToken cancellationToken)
-            => Task.FromResult(Registrations.Count);
-    }
-
     [Fact]
     public async Task Renewal_HappensBeforeTheReturnedExpiry_NotBeforeItsDueTime()
     {
@@ -57,7 +46,7 @@ public sealed class GraphSubscriptionManagerTests
             MailboxHash = secrets.MailboxHash("alice@contoso.com"),
             SealedMailbox = secrets.Seal("alice@contoso.com", "mailbox"),
         };
-        var directory = new Directory(registration);
+        var directory = new FixedMailboxDirectory(registration);
         using var http = new HttpClient();
         var options = Options.Create(new GraphSourceOptions { RequestedLifetime = TimeSpan.FromDays(3) });
         var manager = new GraphSubscriptionManager(
