@@ -11,6 +11,19 @@ namespace Herald.Server.Tests;
 public sealed class BenchHarnessTests
 {
     [Fact]
+    public async Task DispatchAlone_WithoutWarmUp_TimesAllN_AsTheContractLineSays()
+    {
+        var output = new StringWriter();
+        var result = await BenchCommand.DispatchAsync(null, 2000, null, output, TestContext.Current.CancellationToken);
+        var text = output.ToString();
+        TestContext.Current.TestOutputHelper?.WriteLine(text);
+
+        // CONTRACT §1: "dispatch: N sent in S s = R/s" with every one of the N inside the timed window.
+        Assert.Matches(@"(?m)^dispatch: 2000 sent in [0-9.]+ s = \d+/s \(failed 0, retried 0, dead 0, expired 0\)$", text);
+        Assert.Equal(2000, result.Sent);
+    }
+
+    [Fact]
     public async Task DispatchWithPeers_ShortRun_EverySenderDrainsTheSameNToTheSameFakeApns()
     {
         var output = new StringWriter();
